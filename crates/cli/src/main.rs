@@ -1,0 +1,255 @@
+//! `pretrace`: trace how a language model's representations of trustworthiness form across its
+//! pre-training checkpoints. This binary is the only place that uses `anyhow`.
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pretrace_model::{Batch, Capture, Checkpoint, Hook, LoadOptions, Logits, Model, Site};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "pretrace",
+    version,
+    about = "Trace trustworthiness representations across pre-training checkpoints, and steer with them."
+)]
+struct Cli {
+    /// Worker threads for the matrix kernels (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one sequence through a model and write every layer's residual stream and the logits.
+    ///
+    /// The output safetensors file holds `input_ids` (I64 [T]), `blocks.{l}.hook_resid_post`
+    /// (F32 [T, d_model], the output of block l before the final norm) for every layer, and
+    /// `logits` (F32 [T, vocab]).
+    Forward(ForwardArgs),
+    /// Greedy decoding with a KV cache; stops at the model's end-of-sequence token.
+    Generate(GenerateArgs),
+    /// Describe a checkpoint: architecture, sizes, weight dtype, parameters, tokenizer.
+    Info(ModelArgs),
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// A checkpoint directory (config.json, weights, tokenizer.json) or a .gguf file.
+    #[arg(long)]
+    model: PathBuf,
+    /// Compute dtype; weights are converted to it.
+    #[arg(long, value_enum, default_value_t = ComputeDType::F32)]
+    dtype: ComputeDType,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ComputeDType {
+    F32,
+    Bf16,
+}
+
+#[derive(Args)]
+struct ForwardArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Text to tokenize with the checkpoint's tokenizer (taken byte-exact).
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    text: Option<String>,
+    /// Token ids, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    ids: Option<Vec<u32>>,
+    /// Output .safetensors file (written atomically).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The prompt (taken byte-exact).
+    #[arg(long)]
+    text: String,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 32)]
+    max_new_tokens: usize,
+    /// Print one JSON object {"ids": [...], "text": "..."} instead of the text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Forward(a) => forward(a),
+        Command::Generate(a) => generate(a),
+        Command::Info(a) => info(a),
+    }
+}
+
+fn load(a: &ModelArgs) -> Result<Checkpoint> {
+    let dtype = match a.dtype {
+        ComputeDType::F32 => DType::F32,
+        ComputeDType::Bf16 => DType::BF16,
+    };
+    Ok(Model::load(
+        &a.model,
+        &LoadOptions {
+            dtype,
+            device: Device::Cpu,
+        },
+    )?)
+}
+
+fn tokenize(ckpt: &Checkpoint, text: &str) -> Result<Vec<u32>> {
+    let tok = ckpt.tokenizer.as_ref().with_context(|| {
+        format!("{}: no tokenizer found (tokenizer.json or GGUF tokenizer metadata); pass --ids instead of --text", ckpt.model.source.display())
+    })?;
+    let ids = tok.encode(text)?;
+    if ids.is_empty() {
+        bail!("the text {text:?} tokenizes to no tokens; give a non-empty text");
+    }
+    Ok(ids)
+}
+
+fn forward(a: ForwardArgs) -> Result<()> {
+    let ckpt = load(&a.model)?;
+    let ids = match (&a.text, &a.ids) {
+        (Some(t), _) => tokenize(&ckpt, t)?,
+        (None, Some(ids)) if !ids.is_empty() => ids.clone(),
+        _ => bail!("give --text TEXT or --ids 1,2,3"),
+    };
+    let m = &ckpt.model;
+    let n = m.config.n_layers;
+    let mut cap = Capture::new((0..n).map(Site::ResidPost));
+    let logits = m
+        .forward(
+            &Batch::single(&ids)?,
+            &mut [&mut cap as &mut dyn Hook],
+            Logits::All,
+            None,
+        )?
+        .context("the model returned no logits")?;
+    let t = ids.len();
+    let mut tensors: Vec<(String, Tensor)> = Vec::with_capacity(n + 2);
+    tensors.push((
+        "input_ids".into(),
+        Tensor::new(
+            ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+            &Device::Cpu,
+        )?,
+    ));
+    for l in 0..n {
+        let site = Site::ResidPost(l);
+        tensors.push((
+            site.to_string(),
+            cap.get(site)?
+                .reshape((t, m.config.d_model))?
+                .to_dtype(DType::F32)?,
+        ));
+    }
+    tensors.push(("logits".into(), logits.reshape((t, m.config.vocab_size))?));
+    let meta = HashMap::from([
+        ("model".to_string(), m.source.display().to_string()),
+        ("arch".to_string(), m.config.arch.clone()),
+    ]);
+    write_safetensors_atomic(&a.out, &tensors, meta)?;
+    eprintln!("wrote {} ({} tokens, {} layers)", a.out.display(), t, n);
+    Ok(())
+}
+
+/// Writes to a temporary name in the same directory, then renames: a reader never sees a partial file.
+fn write_safetensors_atomic(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    meta: HashMap<String, String>,
+) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        bail!(
+            "{}: the output directory does not exist; create it first",
+            dir.display()
+        );
+    }
+    let name = path
+        .file_name()
+        .context("the output path has no file name")?
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let bytes = safetensors_bytes(&refs, meta)?;
+    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    Ok(())
+}
+
+fn safetensors_bytes(
+    tensors: &[(&str, &Tensor)],
+    meta: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    Ok(safetensors::serialize(
+        tensors.iter().map(|(n, t)| (*n, *t)),
+        Some(meta),
+    )?)
+}
+
+fn generate(a: GenerateArgs) -> Result<()> {
+    let ckpt = load(&a.model)?;
+    let ids = tokenize(&ckpt, &a.text)?;
+    let m = &ckpt.model;
+    let out = m.generate(&[ids], a.max_new_tokens, &m.config.eos_token_ids, &mut [])?;
+    let new = &out[0];
+    let text = match &ckpt.tokenizer {
+        Some(t) => t.decode(new)?,
+        None => String::new(),
+    };
+    if a.json {
+        println!("{}", serde_json::json!({"ids": new, "text": text}));
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}
+
+fn info(a: ModelArgs) -> Result<()> {
+    let ckpt = load(&a)?;
+    let m = &ckpt.model;
+    let c = &m.config;
+    println!("model:        {}", m.source.display());
+    println!("architecture: {}", c.arch);
+    println!("layers:       {}", c.n_layers);
+    println!("d_model:      {}", c.d_model);
+    println!("heads:        {} (head_dim {})", c.n_heads, c.head_dim);
+    println!("kv heads:     {}", c.n_kv_heads);
+    println!("d_mlp:        {}", c.d_mlp);
+    println!("vocab:        {}", c.vocab_size);
+    println!("weight dtype: {:?} (compute {:?})", m.weight_dtype, m.dtype);
+    println!(
+        "parameters:   {} ({:.1}M)",
+        m.parameters,
+        m.parameters as f64 / 1e6
+    );
+    match &ckpt.tokenizer {
+        Some(t) => println!("tokenizer:    {}", t.summary()),
+        None => println!("tokenizer:    none (use --ids)"),
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Hooks: passed into each forward call, never stored in the model.
+//!
+//! A hook sees every site the decoder loop reaches, in order, and returns the tensor the loop goes on
+//! with: its input to observe, a new tensor to intervene. Tensors at sites are `[B, T, D]`.
+
+use crate::error::{ModelError, Result};
+use crate::site::Site;
+use candle_core::{DType, Tensor};
+use std::collections::BTreeMap;
+
+/// What a hook knows about the call it runs in.
+#[derive(Debug)]
+pub struct SiteCtx<'a> {
+    /// `valid[b][t]`: whether position `t` of row `b` in this call holds a token (false = padding).
+    pub valid: &'a [Vec<bool>],
+    /// How many positions the KV cache held before this call (0 without a cache).
+    pub past_len: usize,
+}
+
+impl SiteCtx<'_> {
+    /// A `[B, T, 1]` f32 mask of the positions selected by `pos`, padding never selected.
+    pub fn position_mask(&self, pos: &Positions, device: &candle_core::Device) -> Result<Tensor> {
+        let b = self.valid.len();
+        let t = self.valid.first().map_or(0, |r| r.len());
+        let mut m = vec![0f32; b * t];
+        for (r, row) in self.valid.iter().enumerate() {
+            match pos {
+                Positions::All => {
+                    for (j, &v) in row.iter().enumerate() {
+                        if v {
+                            m[r * t + j] = 1.0;
+                        }
+                    }
+                }
+                Positions::Last => {
+                    if let Some(j) = row.iter().rposition(|&v| v) {
+                        m[r * t + j] = 1.0;
+                    }
+                }
+                Positions::Absolute(list) => {
+                    for &p in list {
+                        if p >= self.past_len && p < self.past_len + t && row[p - self.past_len] {
+                            m[r * t + p - self.past_len] = 1.0;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Tensor::from_vec(m, (b, t, 1), device)?)
+    }
+}
+
+/// Which positions an intervention touches. Padding is never touched.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Positions {
+    /// Every token of every call.
+    All,
+    /// The last token of each row in every forward call: the last prompt token at prefill, then each
+    /// generated token.
+    Last,
+    /// Positions counted from the start of the (padded) sequence, across KV-cache calls.
+    Absolute(Vec<usize>),
+}
+
+/// A hook: called at every site the decoder loop reaches.
+pub trait Hook {
+    /// Called with the tensor at `site` (`[B, T, D]`); returns the tensor the loop continues with.
+    fn at(&mut self, site: Site, x: Tensor, ctx: &SiteCtx) -> Result<Tensor>;
+    /// The deepest site this hook needs, so a run without logits can stop after it. `None` means the
+    /// hook wants every site.
+    fn last_site(&self) -> Option<Site> {
+        None
+    }
+}
+
+/// Records the tensors at chosen sites (one entry per forward call).
+#[derive(Debug, Default)]
+pub struct Capture {
+    sites: Vec<Site>,
+    got: BTreeMap<Site, Vec<Tensor>>,
+}
+
+impl Capture {
+    /// Captures `sites` on every forward call.
+    pub fn new(sites: impl IntoIterator<Item = Site>) -> Self {
+        Capture {
+            sites: sites.into_iter().collect(),
+            got: BTreeMap::new(),
+        }
+    }
+    /// The tensor of the last forward call at `site`, `[B, T, D]`. An error if the site never fired.
+    pub fn get(&self, site: Site) -> Result<&Tensor> {
+        self.got
+            .get(&site)
+            .and_then(|v| v.last())
+            .ok_or_else(|| never_fired(site))
+    }
+    /// Every call's tensor at `site`, in call order.
+    pub fn all(&self, site: Site) -> Result<&[Tensor]> {
+        self.got
+            .get(&site)
+            .map(|v| v.as_slice())
+            .ok_or_else(|| never_fired(site))
+    }
+    /// Checks that every requested site fired.
+    pub fn check_complete(&self) -> Result<()> {
+        match self.sites.iter().find(|s| !self.got.contains_key(s)) {
+            Some(s) => Err(never_fired(*s)),
+            None => Ok(()),
+        }
+    }
+}
+
+fn never_fired(site: Site) -> ModelError {
+    ModelError::Invalid(format!(
+        "capture of '{site}': the site never fired (it is out of range or does not exist in this architecture, \
+         e.g. hook_resid_mid in a parallel-residual block)"
+    ))
+}
+
+impl Hook for Capture {
+    fn at(&mut self, site: Site, x: Tensor, _ctx: &SiteCtx) -> Result<Tensor> {
+        if self.sites.contains(&site) {
+            self.got.entry(site).or_default().push(x.clone());
+        }
+        Ok(x)
+    }
+    fn last_site(&self) -> Option<Site> {
+        self.sites.iter().copied().max_by_key(|s| s.order_key())
+    }
+}
+
+/// Adds `alpha · vector` to the tensor at one site, at the chosen positions.
+#[derive(Debug, Clone)]
+pub struct AddVector {
+    pub site: Site,
+    /// `[D]`.
+    pub vector: Tensor,
+    pub alpha: f64,
+    pub positions: Positions,
+}
+
+impl Hook for AddVector {
+    fn at(&mut self, site: Site, x: Tensor, ctx: &SiteCtx) -> Result<Tensor> {
+        if site != self.site {
+            return Ok(x);
+        }
+        let d = x.dim(2)?;
+        if self.vector.dims() != [d] {
+            return Err(ModelError::Invalid(format!(
+                "steering vector has shape {:?}, the model's width at {site} is [{d}]",
+                self.vector.dims()
+            )));
+        }
+        let mask = ctx.position_mask(&self.positions, x.device())?;
+        let v = (self.vector.to_dtype(DType::F32)? * self.alpha)?.reshape((1, 1, d))?;
+        let delta = mask.broadcast_mul(&v)?.to_dtype(x.dtype())?;
+        Ok(x.broadcast_add(&delta)?)
+    }
+    fn last_site(&self) -> Option<Site> {
+        Some(self.site)
+    }
+}

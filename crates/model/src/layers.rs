@@ -1,0 +1,339 @@
+//! The building blocks architectures assemble: linear maps, norms, rotary embeddings, attention and
+//! MLPs. Hidden states inside a block are `[N, D]` with `N = B·T` rows.
+
+use crate::error::{ModelError, Result};
+use candle_core::{DType, Device, Tensor, D};
+
+/// `y = x Wᵀ + b` with `W: [out, in]`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub w: Tensor,
+    pub b: Option<Tensor>,
+}
+
+impl Linear {
+    /// `x: [N, in]` → `[N, out]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.w.t()?)?;
+        Ok(match &self.b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+    pub fn out_dim(&self) -> Result<usize> {
+        Ok(self.w.dim(0)?)
+    }
+}
+
+/// A normalization over the last dimension.
+#[derive(Debug, Clone)]
+pub enum Norm {
+    /// `x / sqrt(mean(x²) + eps) · w` (LLaMA, OLMo-2).
+    Rms { w: Tensor, eps: f64 },
+    /// `(x − mean) / sqrt(var + eps) · w + b`; OLMo-1 has neither weight nor bias (ones and zeros here).
+    Layer { w: Tensor, b: Tensor, eps: f64 },
+}
+
+impl Norm {
+    /// Layer norm without parameters (OLMo-1's `OlmoLayerNorm`).
+    pub fn layer_no_params(d: usize, eps: f64, dtype: DType, device: &Device) -> Result<Norm> {
+        Ok(Norm::Layer {
+            w: Tensor::ones(d, dtype, device)?,
+            b: Tensor::zeros(d, dtype, device)?,
+            eps,
+        })
+    }
+    /// `x: [.., D]` → same shape. Statistics are computed in f32 whatever the dtype.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        Ok(match self {
+            Norm::Rms { w, eps } => candle_nn::ops::rms_norm(&x, w, *eps as f32)?,
+            Norm::Layer { w, b, eps } => candle_nn::ops::layer_norm(&x, w, b, *eps as f32)?,
+        })
+    }
+}
+
+/// Activation functions, by their Hugging Face `hidden_act` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    /// `silu` / `swish`.
+    Silu,
+    /// `gelu`: the exact erf form.
+    GeluErf,
+    /// `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`: the tanh approximation.
+    GeluTanh,
+    Relu,
+}
+
+impl Act {
+    /// Parses a `hidden_act` value; unknown names are an error listing the supported ones.
+    pub fn parse(name: &str) -> std::result::Result<Act, String> {
+        Ok(match name {
+            "silu" | "swish" => Act::Silu,
+            "gelu" => Act::GeluErf,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Act::GeluTanh,
+            "relu" => Act::Relu,
+            other => return Err(format!("activation '{other}' is not supported; supported: silu, gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu")),
+        })
+    }
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Act::Silu => x.silu()?,
+            Act::GeluErf => x.gelu_erf()?,
+            Act::GeluTanh => x.gelu()?,
+            Act::Relu => x.relu()?,
+        })
+    }
+}
+
+/// The feed-forward sub-block.
+#[derive(Debug, Clone)]
+pub enum Mlp {
+    /// `down(act(gate(x)) · up(x))` (LLaMA, OLMo).
+    Gated {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+        act: Act,
+    },
+    /// `proj(act(fc(x)))` (GPT-NeoX, GPT-2).
+    Plain { fc: Linear, proj: Linear, act: Act },
+}
+
+impl Mlp {
+    /// `x: [N, D]` → `[N, D]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Mlp::Gated {
+                gate,
+                up,
+                down,
+                act,
+            } => {
+                let g = act.forward(&gate.forward(x)?)?;
+                down.forward(&(g * up.forward(x)?)?)
+            }
+            Mlp::Plain { fc, proj, act } => proj.forward(&act.forward(&fc.forward(x)?)?),
+        }
+    }
+}
+
+/// Rotary position embedding tables (Hugging Face's half-split `rotate_half` convention).
+#[derive(Debug, Clone)]
+pub struct Rope {
+    /// `[rot_dim / 2]` inverse frequencies.
+    inv_freq: Vec<f32>,
+    /// Number of leading head dimensions rotated (`rotary_pct · head_dim` for GPT-NeoX).
+    pub rot_dim: usize,
+    /// Linear rope scaling: positions are divided by this factor.
+    pub scale: f32,
+}
+
+impl Rope {
+    /// `inv_freq[i] = 1 / theta^(2i / rot_dim)`, computed in f32 as transformers does.
+    pub fn new(rot_dim: usize, theta: f64, scale: f64) -> Rope {
+        let inv_freq = (0..rot_dim / 2)
+            .map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / rot_dim as f32))
+            .collect();
+        Rope {
+            inv_freq,
+            rot_dim,
+            scale: scale as f32,
+        }
+    }
+
+    /// cos and sin tables `[B, T, rot_dim/2]` for integer positions `[B][T]`.
+    pub fn tables(
+        &self,
+        positions: &[Vec<usize>],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        let b = positions.len();
+        let t = positions.first().map_or(0, |r| r.len());
+        let h = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(b * t * h);
+        let mut sin = Vec::with_capacity(b * t * h);
+        for row in positions {
+            for &p in row {
+                let p = p as f32 / self.scale;
+                for &f in &self.inv_freq {
+                    let a = p * f;
+                    cos.push(a.cos());
+                    sin.push(a.sin());
+                }
+            }
+        }
+        let cos = Tensor::from_vec(cos, (b, t, h), device)?.to_dtype(dtype)?;
+        let sin = Tensor::from_vec(sin, (b, t, h), device)?.to_dtype(dtype)?;
+        Ok((cos, sin))
+    }
+
+    /// Rotates the first `rot_dim` dimensions of `x: [B, H, T, Dh]`.
+    pub fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let dh = x.dim(3)?;
+        if self.rot_dim == dh {
+            return Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?);
+        }
+        let rot = x.narrow(3, 0, self.rot_dim)?.contiguous()?;
+        let pass = x.narrow(3, self.rot_dim, dh - self.rot_dim)?;
+        let rot = candle_nn::rotary_emb::rope(&rot, cos, sin)?;
+        Ok(Tensor::cat(&[&rot, &pass], 3)?)
+    }
+}
+
+/// Per-call inputs shared by every attention layer.
+pub struct AttnCtx {
+    pub b: usize,
+    pub t: usize,
+    /// `[B, T, rot/2]` rotary tables, if the model is rotary.
+    pub rope: Option<(Tensor, Tensor)>,
+    /// `[B, 1, T, S]` additive f32 mask (0 or a large negative number), `S` = past + T.
+    pub mask: Tensor,
+}
+
+/// Keys and values of one layer kept across generation steps: `[B, KVH, S, Dh]`.
+pub type KvEntry = Option<(Tensor, Tensor)>;
+
+/// Multi-head attention with grouped-query heads, optional rotary, QK-norm and q/k/v clipping.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub rope: Option<Rope>,
+    /// OLMo-2: RMSNorm over the whole q and k projections, before splitting into heads.
+    pub qk_norm: Option<(Norm, Norm)>,
+    /// OLMo-1 `clip_qkv`: q, k, v clamped to `[-c, c]` after projection.
+    pub clip_qkv: Option<f64>,
+    /// Multiplies `q·k`.
+    pub scale: f64,
+}
+
+impl Attention {
+    /// `x: [N, D]` → the attention output `[N, D]` (after the output projection).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        ctx: &AttnCtx,
+        cache: &mut Option<&mut KvEntry>,
+    ) -> Result<Tensor> {
+        let (b, t) = (ctx.b, ctx.t);
+        let mut q = self.q.forward(x)?;
+        let mut k = self.k.forward(x)?;
+        let mut v = self.v.forward(x)?;
+        if let Some(c) = self.clip_qkv {
+            q = q.clamp(-c, c)?;
+            k = k.clamp(-c, c)?;
+            v = v.clamp(-c, c)?;
+        }
+        if let Some((qn, kn)) = &self.qk_norm {
+            q = qn.forward(&q)?;
+            k = kn.forward(&k)?;
+        }
+        let heads = |x: Tensor, h: usize| -> Result<Tensor> {
+            Ok(x.reshape((b, t, h, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let mut q = heads(q, self.n_heads)?;
+        let mut k = heads(k, self.n_kv_heads)?;
+        let mut v = heads(v, self.n_kv_heads)?;
+        if let (Some(rope), Some((cos, sin))) = (&self.rope, &ctx.rope) {
+            q = rope.apply(&q, cos, sin)?;
+            k = rope.apply(&k, cos, sin)?;
+        }
+        if let Some(entry) = cache.as_deref_mut() {
+            if let Some((pk, pv)) = entry.as_ref() {
+                k = Tensor::cat(&[pk, &k], 2)?;
+                v = Tensor::cat(&[pv, &v], 2)?;
+            }
+            *entry = Some((k.clone(), v.clone()));
+        }
+        let rep = self.n_heads / self.n_kv_heads;
+        if rep > 1 {
+            let s = k.dim(2)?;
+            let expand = |x: &Tensor| -> Result<Tensor> {
+                Ok(x.unsqueeze(2)?
+                    .expand((b, self.n_kv_heads, rep, s, self.head_dim))?
+                    .reshape((b, self.n_heads, s, self.head_dim))?)
+            };
+            k = expand(&k)?;
+            v = expand(&v)?;
+        }
+        let scores = (q.matmul(&k.t()?)? * self.scale)?;
+        let scores = scores.to_dtype(DType::F32)?.broadcast_add(&ctx.mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let out = probs.matmul(&v.contiguous()?)?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((b * t, self.n_heads * self.head_dim))?;
+        self.o.forward(&out)
+    }
+}
+
+/// How a block adds its sub-blocks to the residual stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Residual {
+    /// `x + attn(x)`, then `+ mlp(·)` of the result (LLaMA, OLMo, GPT-2, NeoX without parallel).
+    Sequential,
+    /// `x + attn(x) + mlp(x)` (GPT-NeoX `use_parallel_residual`).
+    Parallel,
+}
+
+/// One transformer block. Architectures choose which norms exist and where.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// Before attention (LLaMA `input_layernorm`, NeoX/GPT-2 `ln_1`).
+    pub pre_attn: Option<Norm>,
+    pub attn: Attention,
+    /// After attention, before the residual add (OLMo-2 `post_attention_layernorm`).
+    pub post_attn: Option<Norm>,
+    /// Before the MLP (LLaMA `post_attention_layernorm`, NeoX/GPT-2 `ln_2`).
+    pub pre_mlp: Option<Norm>,
+    pub mlp: Mlp,
+    /// After the MLP, before the residual add (OLMo-2 `post_feedforward_layernorm`).
+    pub post_mlp: Option<Norm>,
+    pub residual: Residual,
+}
+
+fn opt_norm(n: &Option<Norm>, x: &Tensor) -> Result<Tensor> {
+    match n {
+        Some(n) => n.forward(x),
+        None => Ok(x.clone()),
+    }
+}
+
+impl Block {
+    /// What attention writes into the residual stream. `x: [N, D]`.
+    pub fn attn_out(
+        &self,
+        x: &Tensor,
+        ctx: &AttnCtx,
+        cache: &mut Option<&mut KvEntry>,
+    ) -> Result<Tensor> {
+        let h = opt_norm(&self.pre_attn, x)?;
+        let a = self.attn.forward(&h, ctx, cache)?;
+        opt_norm(&self.post_attn, &a)
+    }
+    /// What the MLP writes into the residual stream. `x: [N, D]`.
+    pub fn mlp_out(&self, x: &Tensor) -> Result<Tensor> {
+        let h = opt_norm(&self.pre_mlp, x)?;
+        let m = self.mlp.forward(&h)?;
+        opt_norm(&self.post_mlp, &m)
+    }
+}
+
+/// Error for an option in config.json the runtime does not implement.
+pub fn unsupported(path: &std::path::Path, what: String) -> ModelError {
+    ModelError::config(path, format!("{what} is not supported; remove it from config.json only if the checkpoint was trained without it"))
+}
+
+/// Reads the last dimension of a tensor, for shape checks.
+pub fn last_dim(t: &Tensor) -> Result<usize> {
+    Ok(t.dim(D::Minus1)?)
+}

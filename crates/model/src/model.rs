@@ -1,0 +1,579 @@
+//! The model: loading a checkpoint, the one decoder loop that owns every hook site, and greedy
+//! generation with a KV cache.
+
+use crate::arch::{self, BuildCtx, ModelConfig, Parts};
+use crate::error::{ModelError, Result};
+use crate::hooks::{Hook, SiteCtx};
+use crate::layers::{AttnCtx, Block, KvEntry, Norm, Residual, Rope};
+use crate::site::Site;
+use crate::tokenizer::Tokenizer;
+use crate::weights::{find_weight_files, Weights};
+use candle_core::{DType, Device, IndexOp, Tensor};
+use std::path::{Path, PathBuf};
+
+/// How to load a checkpoint.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Compute dtype: F32 (default) or BF16. Weights of any stored dtype are converted to it.
+    pub dtype: DType,
+    pub device: Device,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            dtype: DType::F32,
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// A loaded model. Immutable after loading and shareable across threads; hooks are passed per call.
+pub struct Model {
+    pub config: ModelConfig,
+    embed: Tensor,
+    pos_embed: Option<Tensor>,
+    blocks: Vec<Block>,
+    final_norm: Norm,
+    lm_head: Tensor,
+    rope: Option<Rope>,
+    pub dtype: DType,
+    pub device: Device,
+    /// The checkpoint's stored weight dtype.
+    pub weight_dtype: DType,
+    /// Number of stored parameters.
+    pub parameters: usize,
+    /// The checkpoint directory or GGUF file.
+    pub source: PathBuf,
+}
+
+/// A loaded checkpoint: the model and its tokenizer (if it has one).
+pub struct Checkpoint {
+    pub model: Model,
+    pub tokenizer: Option<Tokenizer>,
+}
+
+/// Where padding goes in a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    Left,
+    Right,
+}
+
+/// A padded batch of token rows.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `[B][T]` token ids, padded.
+    pub ids: Vec<Vec<u32>>,
+    /// `[B][T]`: false at padding.
+    pub valid: Vec<Vec<bool>>,
+}
+
+impl Batch {
+    /// Pads rows of different lengths to the longest.
+    pub fn pad(rows: &[Vec<u32>], side: Padding, pad_id: u32) -> Result<Batch> {
+        let t = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        if rows.is_empty() || rows.iter().any(|r| r.is_empty()) {
+            return Err(ModelError::Invalid(
+                "a batch needs at least one row and every row at least one token".into(),
+            ));
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut valid = Vec::with_capacity(rows.len());
+        for r in rows {
+            let n = t - r.len();
+            let (mut i, mut v) = (Vec::with_capacity(t), Vec::with_capacity(t));
+            if side == Padding::Left {
+                i.extend(std::iter::repeat_n(pad_id, n));
+                v.extend(std::iter::repeat_n(false, n));
+            }
+            i.extend_from_slice(r);
+            v.extend(std::iter::repeat_n(true, r.len()));
+            if side == Padding::Right {
+                i.extend(std::iter::repeat_n(pad_id, n));
+                v.extend(std::iter::repeat_n(false, n));
+            }
+            ids.push(i);
+            valid.push(v);
+        }
+        Ok(Batch { ids, valid })
+    }
+
+    /// One unpadded row.
+    pub fn single(ids: &[u32]) -> Result<Batch> {
+        Batch::pad(&[ids.to_vec()], Padding::Right, 0)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.ids.len()
+    }
+    pub fn len(&self) -> usize {
+        self.ids.first().map_or(0, |r| r.len())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Which logits a forward call computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// `[B, T, V]`.
+    All,
+    /// `[B, V]` at each row's last valid position.
+    Last,
+    /// None: the run stops after the deepest site the hooks need and never computes the LM head.
+    None,
+}
+
+/// Keys and values of earlier calls, for generation.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    layers: Vec<KvEntry>,
+    /// `[B][S]`: validity of every cached position.
+    valid: Vec<Vec<bool>>,
+}
+
+impl KvCache {
+    pub fn new() -> KvCache {
+        KvCache::default()
+    }
+    /// Positions held so far.
+    pub fn len(&self) -> usize {
+        self.valid.first().map_or(0, |r| r.len())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Large negative additive mask value: exp() of it is exactly 0 in f32, and a row that masks every
+/// key (a padding query) stays finite.
+const MASKED: f32 = -1e30;
+
+impl Model {
+    /// Loads a checkpoint directory (config.json + weights + tokenizer.json) or a `.gguf` file.
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Checkpoint> {
+        if !path.exists() {
+            return Err(ModelError::NotFound(path.to_path_buf()));
+        }
+        if path.is_file() {
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            {
+                return Self::load_gguf(path, opts);
+            }
+            return Err(ModelError::weights(
+                path,
+                "not a checkpoint: give a directory with config.json or a .gguf file",
+            ));
+        }
+        let config_path = path.join("config.json");
+        if !config_path.is_file() {
+            return Err(ModelError::config(
+                &config_path,
+                "config.json is missing; a Hugging Face checkpoint directory needs one",
+            ));
+        }
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|e| ModelError::config(&config_path, format!("cannot read: {e}")))?;
+        let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            ModelError::config(
+                &config_path,
+                format!("not valid JSON ({e}); fix or re-download config.json"),
+            )
+        })?;
+        let files = find_weight_files(path)?;
+        let weights = Weights::open(path, &files, opts.dtype, &opts.device)?;
+        let model = Self::build(&config, &config_path, &weights)?;
+        let tok_path = path.join("tokenizer.json");
+        let tokenizer = if tok_path.is_file() {
+            let mut t = Tokenizer::from_file(&tok_path)?;
+            t.bos_id = model.config.bos_token_id;
+            t.eos_id = model.config.eos_token_ids.first().copied();
+            t.check_fits(model.config.vocab_size)?;
+            Some(t)
+        } else {
+            None
+        };
+        Ok(Checkpoint { model, tokenizer })
+    }
+
+    fn load_gguf(path: &Path, opts: &LoadOptions) -> Result<Checkpoint> {
+        let g = crate::gguf::load(path, &opts.device)?;
+        let weights = Weights::from_memory(path, g.tensors, opts.dtype, &opts.device)?;
+        let model = Self::build(&g.config, path, &weights)?;
+        let tokenizer = match g.tokenizer {
+            Some(t) => {
+                t.check_fits(model.config.vocab_size)?;
+                Some(t)
+            }
+            None => None,
+        };
+        // A tokenizer.json beside the file takes precedence, as with a checkpoint directory.
+        let beside = path.with_file_name("tokenizer.json");
+        let tokenizer = if beside.is_file() {
+            let mut t = Tokenizer::from_file(&beside)?;
+            t.bos_id = model.config.bos_token_id;
+            t.eos_id = model.config.eos_token_ids.first().copied();
+            t.check_fits(model.config.vocab_size)?;
+            Some(t)
+        } else {
+            tokenizer
+        };
+        Ok(Checkpoint { model, tokenizer })
+    }
+
+    /// Builds a model from a parsed config and its weights.
+    pub fn build(
+        config: &serde_json::Value,
+        config_path: &Path,
+        weights: &Weights,
+    ) -> Result<Model> {
+        let model_type = config
+            .get("model_type")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                ModelError::config(
+                    config_path,
+                    format!(
+                        "field 'model_type' is missing; supported: {}",
+                        arch::supported().join(", ")
+                    ),
+                )
+            })?;
+        let spec = arch::find(model_type).ok_or_else(|| {
+            ModelError::config(
+                config_path,
+                format!(
+                    "model_type '{model_type}' is not supported; supported: {}",
+                    arch::supported().join(", ")
+                ),
+            )
+        })?;
+        let ctx = BuildCtx {
+            config,
+            config_path,
+            weights,
+        };
+        let Parts {
+            config,
+            embed,
+            pos_embed,
+            blocks,
+            final_norm,
+            lm_head,
+            rope,
+        } = (spec.build)(&ctx)?;
+        weights.finish(&config.arch)?;
+        Ok(Model {
+            config,
+            embed,
+            pos_embed,
+            blocks,
+            final_norm,
+            lm_head,
+            rope,
+            dtype: weights.dtype,
+            device: weights.device.clone(),
+            weight_dtype: weights.stored_dtype().unwrap_or(DType::F32),
+            parameters: weights.parameter_count(),
+            source: weights.origin.clone(),
+        })
+    }
+
+    /// Parameters outside the embedding tables (what the FLOP count of a forward pass scales with).
+    pub fn non_embedding_parameters(&self) -> usize {
+        let emb = self.embed.elem_count() + self.pos_embed.as_ref().map_or(0, |p| p.elem_count());
+        self.parameters.saturating_sub(emb)
+    }
+
+    /// Runs the decoder over a padded batch.
+    ///
+    /// Hooks see every site the loop reaches. With [`Logits::None`] the loop stops after the deepest
+    /// site any hook asks for. With a `cache`, the batch continues the cached sequences.
+    /// Returns logits `[B, T, V]` (All), `[B, V]` (Last) or nothing.
+    pub fn forward(
+        &self,
+        batch: &Batch,
+        hooks: &mut [&mut dyn Hook],
+        logits: Logits,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Option<Tensor>> {
+        let (b, t) = (batch.rows(), batch.len());
+        if b == 0 || t == 0 {
+            return Err(ModelError::Invalid(
+                "forward needs at least one row of at least one token".into(),
+            ));
+        }
+        let n_layers = self.config.n_layers;
+        let vocab = self.config.vocab_size;
+        if let Some(bad) = batch.ids.iter().flatten().find(|&&i| i as usize >= vocab) {
+            return Err(ModelError::Invalid(format!(
+                "token id {bad} is out of range for a vocabulary of {vocab}"
+            )));
+        }
+        let blocks_needed = match logits {
+            Logits::None => hooks
+                .iter()
+                .map(|h| {
+                    h.last_site()
+                        .map_or(n_layers, |s| s.blocks_needed(n_layers))
+                })
+                .max()
+                .unwrap_or(n_layers),
+            _ => n_layers,
+        };
+        // Cached state: earlier positions and their validity.
+        let past_len = cache.as_ref().map_or(0, |c| c.len());
+        if let Some(c) = cache.as_deref_mut() {
+            if c.layers.is_empty() {
+                c.layers = vec![None; n_layers];
+                c.valid = vec![Vec::new(); b];
+            } else if c.valid.len() != b {
+                return Err(ModelError::Invalid(format!(
+                    "KV cache holds {} rows, the batch has {b}",
+                    c.valid.len()
+                )));
+            }
+            for (cv, bv) in c.valid.iter_mut().zip(&batch.valid) {
+                cv.extend_from_slice(bv);
+            }
+        }
+        let key_valid: Vec<Vec<bool>> = match cache.as_deref() {
+            Some(c) => c.valid.clone(),
+            None => batch.valid.clone(),
+        };
+        // Positions count the valid tokens before each one, so left padding does not shift them.
+        let positions: Vec<Vec<usize>> = key_valid
+            .iter()
+            .map(|row| {
+                let mut n = 0usize;
+                let all: Vec<usize> = row
+                    .iter()
+                    .map(|&v| {
+                        let p = n;
+                        if v {
+                            n += 1;
+                        }
+                        if v {
+                            p
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
+                all[past_len..].to_vec()
+            })
+            .collect();
+        if let (Some(max), Some(&hi)) = (
+            self.config
+                .max_positions
+                .filter(|_| self.pos_embed.is_some()),
+            positions.iter().flatten().max(),
+        ) {
+            if hi >= max {
+                return Err(ModelError::Invalid(format!(
+                    "sequence position {hi} exceeds the model's {max} learned positions"
+                )));
+            }
+        }
+        let mask = self.mask(&key_valid, &positions, past_len, t)?;
+        let rope = match &self.rope {
+            Some(r) => Some(r.tables(&positions, self.dtype, &self.device)?),
+            None => None,
+        };
+        let actx = AttnCtx { b, t, rope, mask };
+        let sctx = SiteCtx {
+            valid: &batch.valid,
+            past_len,
+        };
+        let d = self.config.d_model;
+        let at = |hooks: &mut [&mut dyn Hook], site: Site, x: Tensor| -> Result<Tensor> {
+            let mut x = x.reshape((b, t, d))?;
+            for h in hooks.iter_mut() {
+                x = h.at(site, x, &sctx)?;
+            }
+            Ok(x.reshape((b * t, d))?)
+        };
+
+        let flat: Vec<u32> = batch.ids.iter().flatten().copied().collect();
+        let ids = Tensor::from_vec(flat, b * t, &self.device)?;
+        let mut x = at(hooks, Site::Embed, self.embed.index_select(&ids, 0)?)?;
+        if let Some(pe) = &self.pos_embed {
+            let pos: Vec<u32> = positions.iter().flatten().map(|&p| p as u32).collect();
+            let pos = Tensor::from_vec(pos, b * t, &self.device)?;
+            let p = at(hooks, Site::PosEmbed, pe.index_select(&pos, 0)?)?;
+            x = (x + p)?;
+        }
+        for (l, block) in self.blocks.iter().enumerate().take(blocks_needed) {
+            let mut entry = cache.as_deref_mut().map(|c| &mut c.layers[l]);
+            x = at(hooks, Site::ResidPre(l), x)?;
+            let a = at(
+                hooks,
+                Site::AttnOut(l),
+                block.attn_out(&x, &actx, &mut entry)?,
+            )?;
+            x = match block.residual {
+                Residual::Sequential => {
+                    let mid = at(hooks, Site::ResidMid(l), (&x + &a)?)?;
+                    let m = at(hooks, Site::MlpOut(l), block.mlp_out(&mid)?)?;
+                    (&mid + &m)?
+                }
+                Residual::Parallel => {
+                    let m = at(hooks, Site::MlpOut(l), block.mlp_out(&x)?)?;
+                    ((&x + &a)? + &m)?
+                }
+            };
+            x = at(hooks, Site::ResidPost(l), x)?;
+        }
+        if blocks_needed < n_layers
+            || logits == Logits::None
+                && !hooks
+                    .iter()
+                    .any(|h| h.last_site().is_none_or(|s| s == Site::FinalNorm))
+        {
+            return Ok(None);
+        }
+        let x = match logits {
+            Logits::Last => {
+                let last: Vec<u32> = batch
+                    .valid
+                    .iter()
+                    .enumerate()
+                    .map(|(r, row)| (r * t + row.iter().rposition(|&v| v).unwrap_or(t - 1)) as u32)
+                    .collect();
+                let idx = Tensor::from_vec(last, b, &self.device)?;
+                x.index_select(&idx, 0)?
+            }
+            _ => x,
+        };
+        let rows = x.dim(0)?;
+        let x = self.final_norm.forward(&x)?;
+        let x = if logits == Logits::Last {
+            let mut y = x.reshape((rows, 1, d))?;
+            for h in hooks.iter_mut() {
+                y = h.at(
+                    Site::FinalNorm,
+                    y,
+                    &SiteCtx {
+                        valid: &vec![vec![true]; rows],
+                        past_len,
+                    },
+                )?;
+            }
+            y.reshape((rows, d))?
+        } else {
+            at(hooks, Site::FinalNorm, x)?
+        };
+        if logits == Logits::None {
+            return Ok(None);
+        }
+        let out = x.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)?;
+        Ok(Some(match logits {
+            Logits::All => out.reshape((b, t, vocab))?,
+            _ => out,
+        }))
+    }
+
+    /// `[B, 1, T, S]` additive mask: causal over the padded layout, padding keys masked, and the
+    /// sliding window where the model has one.
+    fn mask(
+        &self,
+        key_valid: &[Vec<bool>],
+        positions: &[Vec<usize>],
+        past_len: usize,
+        t: usize,
+    ) -> Result<Tensor> {
+        let b = key_valid.len();
+        let s = past_len + t;
+        let window = self.config.sliding_window;
+        let mut m = vec![MASKED; b * t * s];
+        for (r, kv) in key_valid.iter().enumerate() {
+            // Absolute positions of keys, for the sliding window.
+            let mut kpos = Vec::with_capacity(s);
+            let mut n = 0usize;
+            for &v in kv {
+                kpos.push(n);
+                if v {
+                    n += 1;
+                }
+            }
+            for j in 0..t {
+                let qi = past_len + j;
+                let qp = positions[r][j];
+                let row = &mut m[(r * t + j) * s..(r * t + j + 1) * s];
+                for (k, slot) in row.iter_mut().enumerate().take(qi + 1) {
+                    if kv[k] && window.is_none_or(|w| qp.saturating_sub(kpos[k]) < w) {
+                        *slot = 0.0;
+                    }
+                }
+            }
+        }
+        Ok(Tensor::from_vec(m, (b, 1, t, s), &self.device)?)
+    }
+
+    /// Greedy decoding with a KV cache. Prompts are left-padded into one batch; hooks apply on every
+    /// forward call (prefill and each step). A row stops at one of `stop` ids (kept in its output) or
+    /// after `max_new` tokens. Returns each row's new ids.
+    pub fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        max_new: usize,
+        stop: &[u32],
+        hooks: &mut [&mut dyn Hook],
+    ) -> Result<Vec<Vec<u32>>> {
+        let mut out = vec![Vec::new(); prompts.len()];
+        if max_new == 0 {
+            return Ok(out);
+        }
+        let pad = stop.first().copied().unwrap_or(0);
+        let batch = Batch::pad(prompts, Padding::Left, pad)?;
+        let mut cache = KvCache::new();
+        let mut done = vec![false; prompts.len()];
+        let mut logits = self
+            .forward(&batch, hooks, Logits::Last, Some(&mut cache))?
+            .ok_or_else(|| ModelError::Invalid("no logits".into()))?;
+        for step in 0..max_new {
+            let next = argmax_rows(&logits)?;
+            for (r, &tok) in next.iter().enumerate() {
+                if !done[r] {
+                    out[r].push(tok);
+                    if stop.contains(&tok) {
+                        done[r] = true;
+                    }
+                }
+            }
+            if step + 1 == max_new || done.iter().all(|&d| d) {
+                break;
+            }
+            let step_batch = Batch {
+                ids: next.iter().map(|&i| vec![i]).collect(),
+                valid: vec![vec![true]; prompts.len()],
+            };
+            logits = self
+                .forward(&step_batch, hooks, Logits::Last, Some(&mut cache))?
+                .ok_or_else(|| ModelError::Invalid("no logits".into()))?;
+        }
+        Ok(out)
+    }
+}
+
+/// Index of the largest value of each row of `[B, V]` logits; ties go to the lowest index, as
+/// `torch.argmax` does.
+pub fn argmax_rows(logits: &Tensor) -> Result<Vec<u32>> {
+    let (b, _) = logits.dims2()?;
+    let mut out = Vec::with_capacity(b);
+    for r in 0..b {
+        let row: Vec<f32> = logits.i(r)?.to_dtype(DType::F32)?.to_vec1()?;
+        let mut best = 0usize;
+        for (i, &v) in row.iter().enumerate() {
+            if v > row[best] {
+                best = i;
+            }
+        }
+        out.push(best as u32);
+    }
+    Ok(out)
+}

@@ -1,0 +1,123 @@
+//! Tokenization with the checkpoint's own tokenizer (`tokenizers` crate). Special tokens such as BOS
+//! are added exactly as the checkpoint's tokenizer adds them (its post-processor); strings are never
+//! trimmed or normalized beyond what the tokenizer itself does.
+
+use crate::error::{ModelError, Result};
+use std::path::{Path, PathBuf};
+
+/// A checkpoint's tokenizer.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    /// Where it came from (a tokenizer.json or a GGUF file).
+    pub origin: PathBuf,
+    /// Beginning-of-sequence token id, if the checkpoint names one.
+    pub bos_id: Option<u32>,
+    /// End-of-sequence token id, if the checkpoint names one.
+    pub eos_id: Option<u32>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokenizer({})", self.summary())
+    }
+}
+
+impl Tokenizer {
+    /// Loads a `tokenizer.json`.
+    pub fn from_file(path: &Path) -> Result<Tokenizer> {
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| {
+            ModelError::tokenizer(
+                path,
+                format!(
+                    "not a valid tokenizer.json ({e}); re-download it from the model repository"
+                ),
+            )
+        })?;
+        Ok(Tokenizer {
+            inner,
+            origin: path.to_path_buf(),
+            bos_id: None,
+            eos_id: None,
+        })
+    }
+
+    /// Builds from a tokenizer JSON document (used for GGUF metadata).
+    pub fn from_json(origin: &Path, json: &str) -> Result<Tokenizer> {
+        let inner: tokenizers::Tokenizer = json
+            .parse()
+            .map_err(|e| ModelError::tokenizer(origin, format!("cannot build the tokenizer from the file's metadata ({e}); put a tokenizer.json beside it")))?;
+        Ok(Tokenizer {
+            inner,
+            origin: origin.to_path_buf(),
+            bos_id: None,
+            eos_id: None,
+        })
+    }
+
+    /// Token ids of `text`, with the special tokens the checkpoint's tokenizer adds.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, true).map_err(|e| {
+            ModelError::tokenizer(&self.origin, format!("cannot encode {text:?}: {e}"))
+        })?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text of `ids` (special tokens kept, as transformers' `decode` does by default).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| ModelError::tokenizer(&self.origin, format!("cannot decode {ids:?}: {e}")))
+    }
+
+    /// Number of tokens including added ones.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The largest token id the tokenizer can produce, plus one.
+    pub fn id_bound(&self) -> usize {
+        self.inner
+            .get_vocab(true)
+            .values()
+            .map(|&i| i as usize + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Model kind and sizes, for `info`.
+    pub fn summary(&self) -> String {
+        let model = match self.inner.get_model() {
+            tokenizers::ModelWrapper::BPE(_) => "BPE",
+            tokenizers::ModelWrapper::WordPiece(_) => "WordPiece",
+            tokenizers::ModelWrapper::WordLevel(_) => "WordLevel",
+            tokenizers::ModelWrapper::Unigram(_) => "Unigram",
+        };
+        let name = |id: Option<u32>| {
+            id.and_then(|i| self.inner.id_to_token(i))
+                .unwrap_or_else(|| "-".into())
+        };
+        format!(
+            "{model}, {} tokens, bos {}, eos {}, from {}",
+            self.vocab_size(),
+            name(self.bos_id),
+            name(self.eos_id),
+            self.origin.display()
+        )
+    }
+
+    /// Checks that every id the tokenizer can produce has a row in the embedding table.
+    pub fn check_fits(&self, model_vocab: usize) -> Result<()> {
+        let bound = self.id_bound();
+        if bound > model_vocab {
+            return Err(ModelError::tokenizer(
+                &self.origin,
+                format!(
+                    "tokenizer produces ids up to {} but the model's vocabulary has {model_vocab} rows; \
+                     this tokenizer belongs to another model, use the checkpoint's own tokenizer.json",
+                    bound - 1
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
