@@ -4,24 +4,61 @@
 use crate::error::{ModelError, Result};
 use candle_core::{DType, Device, Tensor, D};
 
-/// `y = x Wᵀ + b` with `W: [out, in]`.
+/// `y = x Wᵀ + b` with `W: [out, in]`. The weight is kept transposed (`[in, out]`, contiguous):
+/// the matrix kernel runs fastest with both operands row-major.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    pub w: Tensor,
-    pub b: Option<Tensor>,
+    /// `[in, out]`.
+    wt: Tensor,
+    b: Option<Tensor>,
 }
 
 impl Linear {
+    /// From a Hugging Face `nn.Linear` weight `w: [out, in]` and bias `[out]`.
+    pub fn new(w: &Tensor, b: Option<Tensor>) -> Result<Linear> {
+        Ok(Linear {
+            wt: w.t()?.contiguous()?,
+            b,
+        })
+    }
+    /// From a weight already stored `[in, out]` (GPT-2's `Conv1D`).
+    pub fn from_transposed(wt: Tensor, b: Option<Tensor>) -> Result<Linear> {
+        Ok(Linear {
+            wt: wt.contiguous()?,
+            b,
+        })
+    }
+    /// One linear map computing several side by side: outputs are concatenated in order.
+    pub fn concat(parts: &[&Linear]) -> Result<Linear> {
+        let wts: Vec<&Tensor> = parts.iter().map(|p| &p.wt).collect();
+        let wt = Tensor::cat(&wts, 1)?;
+        let b = if parts.iter().all(|p| p.b.is_none()) {
+            None
+        } else {
+            let mut bs = Vec::with_capacity(parts.len());
+            for p in parts {
+                bs.push(match &p.b {
+                    Some(b) => b.clone(),
+                    None => Tensor::zeros(p.out_dim()?, p.wt.dtype(), p.wt.device())?,
+                });
+            }
+            Some(Tensor::cat(&bs, 0)?)
+        };
+        Ok(Linear { wt, b })
+    }
     /// `x: [N, in]` → `[N, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.w.t()?)?;
+        let y = x.contiguous()?.matmul(&self.wt)?;
         Ok(match &self.b {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         })
     }
     pub fn out_dim(&self) -> Result<usize> {
-        Ok(self.w.dim(0)?)
+        Ok(self.wt.dim(1)?)
+    }
+    pub fn in_dim(&self) -> Result<usize> {
+        Ok(self.wt.dim(0)?)
     }
 }
 
@@ -89,10 +126,9 @@ impl Act {
 /// The feed-forward sub-block.
 #[derive(Debug, Clone)]
 pub enum Mlp {
-    /// `down(act(gate(x)) · up(x))` (LLaMA, OLMo).
+    /// `down(act(gate(x)) · up(x))` (LLaMA, OLMo); `gate_up` computes `[gate | up]` in one product.
     Gated {
-        gate: Linear,
-        up: Linear,
+        gate_up: Linear,
         down: Linear,
         act: Act,
     },
@@ -101,17 +137,22 @@ pub enum Mlp {
 }
 
 impl Mlp {
+    /// A gated MLP from its three projections.
+    pub fn gated(gate: Linear, up: Linear, down: Linear, act: Act) -> Result<Mlp> {
+        Ok(Mlp::Gated {
+            gate_up: Linear::concat(&[&gate, &up])?,
+            down,
+            act,
+        })
+    }
     /// `x: [N, D]` → `[N, D]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Mlp::Gated {
-                gate,
-                up,
-                down,
-                act,
-            } => {
-                let g = act.forward(&gate.forward(x)?)?;
-                down.forward(&(g * up.forward(x)?)?)
+            Mlp::Gated { gate_up, down, act } => {
+                let gu = gate_up.forward(x)?;
+                let i = gu.dim(1)? / 2;
+                let g = act.forward(&gu.narrow(1, 0, i)?)?;
+                down.forward(&(g * gu.narrow(1, i, i)?)?)
             }
             Mlp::Plain { fc, proj, act } => proj.forward(&act.forward(&fc.forward(x)?)?),
         }
@@ -198,9 +239,8 @@ pub type KvEntry = Option<(Tensor, Tensor)>;
 /// Multi-head attention with grouped-query heads, optional rotary, QK-norm and q/k/v clipping.
 #[derive(Debug, Clone)]
 pub struct Attention {
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
+    /// `[q | k | v]` projections in one product.
+    pub qkv: Linear,
     pub o: Linear,
     pub n_heads: usize,
     pub n_kv_heads: usize,
@@ -223,9 +263,14 @@ impl Attention {
         cache: &mut Option<&mut KvEntry>,
     ) -> Result<Tensor> {
         let (b, t) = (ctx.b, ctx.t);
-        let mut q = self.q.forward(x)?;
-        let mut k = self.k.forward(x)?;
-        let mut v = self.v.forward(x)?;
+        let qkv = self.qkv.forward(x)?;
+        let (qd, kvd) = (
+            self.n_heads * self.head_dim,
+            self.n_kv_heads * self.head_dim,
+        );
+        let mut q = qkv.narrow(1, 0, qd)?;
+        let mut k = qkv.narrow(1, qd, kvd)?;
+        let mut v = qkv.narrow(1, qd + kvd, kvd)?;
         if let Some(c) = self.clip_qkv {
             q = q.clamp(-c, c)?;
             k = k.clamp(-c, c)?;
@@ -236,6 +281,12 @@ impl Attention {
             k = kn.forward(&k)?;
         }
         let heads = |x: Tensor, h: usize| -> Result<Tensor> {
+            let x = x.contiguous()?;
+            if t == 1 {
+                // One position per row (a decode step): no transpose needed, and none wanted, since
+                // a transposed view with a unit dimension passes as contiguous with odd strides.
+                return Ok(x.reshape((b, h, 1, self.head_dim))?);
+            }
             Ok(x.reshape((b, t, h, self.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()?)

@@ -4,7 +4,7 @@
 use crate::arch::{self, BuildCtx, ModelConfig, Parts};
 use crate::error::{ModelError, Result};
 use crate::hooks::{Hook, SiteCtx};
-use crate::layers::{AttnCtx, Block, KvEntry, Norm, Residual, Rope};
+use crate::layers::{AttnCtx, Block, KvEntry, Linear, Norm, Residual, Rope};
 use crate::site::Site;
 use crate::tokenizer::Tokenizer;
 use crate::weights::{find_weight_files, Weights};
@@ -35,7 +35,8 @@ pub struct Model {
     pos_embed: Option<Tensor>,
     blocks: Vec<Block>,
     final_norm: Norm,
-    lm_head: Tensor,
+    /// `[D, V]` (kept transposed for the matrix kernel).
+    lm_head: Linear,
     rope: Option<Rope>,
     pub dtype: DType,
     pub device: Device,
@@ -273,7 +274,7 @@ impl Model {
             pos_embed,
             blocks,
             final_norm,
-            lm_head,
+            lm_head: Linear::new(&lm_head, None)?,
             rope,
             dtype: weights.dtype,
             device: weights.device.clone(),
@@ -470,7 +471,7 @@ impl Model {
         if logits == Logits::None {
             return Ok(None);
         }
-        let out = x.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)?;
+        let out = self.lm_head.forward(&x)?.to_dtype(DType::F32)?;
         Ok(Some(match logits {
             Logits::All => out.reshape((b, t, vocab))?,
             _ => out,

@@ -6,6 +6,7 @@
 use super::{bad, check_heads, layer_norm, parse, ArchSpec, BuildCtx, ModelConfig, Parts};
 use crate::error::Result;
 use crate::layers::{Act, Attention, Block, Linear, Mlp, Residual};
+use candle_core::Tensor;
 use serde::Deserialize;
 
 pub const SPEC: ArchSpec = ArchSpec {
@@ -42,28 +43,28 @@ fn yes() -> bool {
     true
 }
 
-/// GPT-2's `Conv1D` computes `x @ W + b` with `W: [in, out]`; our [`Linear`] wants `[out, in]`, so
-/// the stored matrix is transposed once at load.
-fn conv1d(ctx: &BuildCtx, prefix: &str, inp: usize, out: usize) -> Result<Linear> {
+/// GPT-2's `Conv1D` computes `x @ W + b` with `W: [in, out]`, already the layout [`Linear`] keeps.
+fn conv1d_parts(ctx: &BuildCtx, prefix: &str, inp: usize, out: usize) -> Result<(Tensor, Tensor)> {
     let w = ctx
         .weights
-        .get(&format!("{prefix}.weight"), &[inp, out], "gpt2")?
-        .t()?
-        .contiguous()?;
+        .get(&format!("{prefix}.weight"), &[inp, out], "gpt2")?;
     let b = ctx.weights.get(&format!("{prefix}.bias"), &[out], "gpt2")?;
-    Ok(Linear { w, b: Some(b) })
+    Ok((w, b))
 }
 
-/// `c_attn` produces `[q | k | v]` along its output: split the (transposed) rows in three.
-fn split_c_attn(fused: &Linear, d: usize) -> Result<[Linear; 3]> {
+fn conv1d(ctx: &BuildCtx, prefix: &str, inp: usize, out: usize) -> Result<Linear> {
+    let (w, b) = conv1d_parts(ctx, prefix, inp, out)?;
+    Linear::from_transposed(w, Some(b))
+}
+
+/// `c_attn` produces `[q | k | v]` along its output columns: split them in three.
+fn split_c_attn(ctx: &BuildCtx, prefix: &str, d: usize) -> Result<[Linear; 3]> {
+    let (w, b) = conv1d_parts(ctx, prefix, d, 3 * d)?;
     let part = |p: usize| -> Result<Linear> {
-        Ok(Linear {
-            w: fused.w.narrow(0, p * d, d)?.contiguous()?,
-            b: match &fused.b {
-                Some(b) => Some(b.narrow(0, p * d, d)?.contiguous()?),
-                None => None,
-            },
-        })
+        Linear::from_transposed(
+            w.narrow(1, p * d, d)?,
+            Some(b.narrow(0, p * d, d)?.contiguous()?),
+        )
     };
     Ok([part(0)?, part(1)?, part(2)?])
 }
@@ -92,7 +93,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
     let mut blocks = Vec::with_capacity(c.n_layer);
     for l in 0..c.n_layer {
         let b = format!("{p}h.{l}");
-        let [q, k, v] = split_c_attn(&conv1d(ctx, &format!("{b}.attn.c_attn"), d, 3 * d)?, d)?;
+        let [q, k, v] = split_c_attn(ctx, &format!("{b}.attn.c_attn"), d)?;
         let mut scale = if c.scale_attn_weights {
             1.0 / (hd as f64).sqrt()
         } else {
@@ -102,9 +103,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             scale /= (l + 1) as f64;
         }
         let attn = Attention {
-            q,
-            k,
-            v,
+            qkv: Linear::concat(&[&q, &k, &v])?,
             o: conv1d(ctx, &format!("{b}.attn.c_proj"), d, d)?,
             n_heads: heads,
             n_kv_heads: heads,

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::error::Result;
 use crate::layers::{Act, Attention, Block, Linear, Mlp, Residual, Rope};
+use candle_core::Tensor;
 use serde::Deserialize;
 
 pub const SPEC: ArchSpec = ArchSpec {
@@ -49,10 +50,10 @@ fn yes() -> bool {
 /// Splits the fused `query_key_value` projection. transformers views its output as
 /// `[B, T, heads, 3·head_dim]` and takes q, k, v from each head's slice, so the weight's rows are
 /// ordered (head, part, dim): reshape to `[heads, 3, head_dim, ·]` and take part 0, 1, 2.
-fn split_fused_qkv(fused: &Linear, heads: usize, hd: usize) -> Result<[Linear; 3]> {
-    let d_in = fused.w.dim(1)?;
-    let w = fused.w.reshape((heads, 3, hd, d_in))?;
-    let b = match &fused.b {
+fn split_fused_qkv(w: &Tensor, b: Option<&Tensor>, heads: usize, hd: usize) -> Result<[Linear; 3]> {
+    let d_in = w.dim(1)?;
+    let w = w.reshape((heads, 3, hd, d_in))?;
+    let b = match b {
         Some(b) => Some(b.reshape((heads, 3, hd))?),
         None => None,
     };
@@ -65,7 +66,7 @@ fn split_fused_qkv(fused: &Linear, heads: usize, hd: usize) -> Result<[Linear; 3
             Some(b) => Some(b.narrow(1, p, 1)?.contiguous()?.reshape(heads * hd)?),
             None => None,
         };
-        Ok(Linear { w: wp, b: bp })
+        Linear::new(&wp, bp)
     };
     Ok([part(0)?, part(1)?, part(2)?])
 }
@@ -88,19 +89,16 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
     let mut blocks = Vec::with_capacity(c.num_hidden_layers);
     for l in 0..c.num_hidden_layers {
         let b = format!("gpt_neox.layers.{l}");
-        let fused = linear(
-            ctx,
-            arch,
-            &format!("{b}.attention.query_key_value"),
-            3 * d,
-            d,
-            c.attention_bias,
-        )?;
-        let [q, k, v] = split_fused_qkv(&fused, heads, hd)?;
+        let qkv = format!("{b}.attention.query_key_value");
+        let fw = w.get(&format!("{qkv}.weight"), &[3 * d, d], arch)?;
+        let fb = if c.attention_bias {
+            Some(w.get(&format!("{qkv}.bias"), &[3 * d], arch)?)
+        } else {
+            None
+        };
+        let [q, k, v] = split_fused_qkv(&fw, fb.as_ref(), heads, hd)?;
         let attn = Attention {
-            q,
-            k,
-            v,
+            qkv: Linear::concat(&[&q, &k, &v])?,
             o: linear(
                 ctx,
                 arch,

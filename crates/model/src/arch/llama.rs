@@ -8,7 +8,7 @@ use super::{
     Parts,
 };
 use crate::error::Result;
-use crate::layers::{Act, Attention, Block, Mlp, Residual, Rope};
+use crate::layers::{Act, Attention, Block, Linear, Mlp, Residual, Rope};
 use serde::Deserialize;
 
 pub const SPEC: ArchSpec = ArchSpec {
@@ -84,30 +84,32 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
     for l in 0..c.num_hidden_layers {
         let b = format!("{p}layers.{l}");
         let attn = Attention {
-            q: linear(
-                ctx,
-                arch,
-                &format!("{b}.self_attn.q_proj"),
-                heads * hd,
-                d,
-                qkv_bias,
-            )?,
-            k: linear(
-                ctx,
-                arch,
-                &format!("{b}.self_attn.k_proj"),
-                kv * hd,
-                d,
-                qkv_bias,
-            )?,
-            v: linear(
-                ctx,
-                arch,
-                &format!("{b}.self_attn.v_proj"),
-                kv * hd,
-                d,
-                qkv_bias,
-            )?,
+            qkv: Linear::concat(&[
+                &linear(
+                    ctx,
+                    arch,
+                    &format!("{b}.self_attn.q_proj"),
+                    heads * hd,
+                    d,
+                    qkv_bias,
+                )?,
+                &linear(
+                    ctx,
+                    arch,
+                    &format!("{b}.self_attn.k_proj"),
+                    kv * hd,
+                    d,
+                    qkv_bias,
+                )?,
+                &linear(
+                    ctx,
+                    arch,
+                    &format!("{b}.self_attn.v_proj"),
+                    kv * hd,
+                    d,
+                    qkv_bias,
+                )?,
+            ])?,
             o: linear(
                 ctx,
                 arch,
@@ -124,8 +126,8 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             clip_qkv: None,
             scale: 1.0 / (hd as f64).sqrt(),
         };
-        let mlp = Mlp::Gated {
-            gate: linear(
+        let mlp = Mlp::gated(
+            linear(
                 ctx,
                 arch,
                 &format!("{b}.mlp.gate_proj"),
@@ -133,7 +135,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
                 d,
                 c.mlp_bias,
             )?,
-            up: linear(
+            linear(
                 ctx,
                 arch,
                 &format!("{b}.mlp.up_proj"),
@@ -141,7 +143,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
                 d,
                 c.mlp_bias,
             )?,
-            down: linear(
+            linear(
                 ctx,
                 arch,
                 &format!("{b}.mlp.down_proj"),
@@ -150,7 +152,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
                 c.mlp_bias,
             )?,
             act,
-        };
+        )?;
         blocks.push(Block {
             pre_attn: Some(rms_norm(
                 ctx,

@@ -8,7 +8,7 @@ use super::{
     bad, check_heads, linear, lm_head, parse, rope_spec, ArchSpec, BuildCtx, ModelConfig, Parts,
 };
 use crate::error::Result;
-use crate::layers::{Act, Attention, Block, Mlp, Norm, Residual, Rope};
+use crate::layers::{Act, Attention, Block, Linear, Mlp, Norm, Residual, Rope};
 use serde::Deserialize;
 
 pub const SPEC: ArchSpec = ArchSpec {
@@ -57,30 +57,32 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
     for l in 0..c.num_hidden_layers {
         let b = format!("model.layers.{l}");
         let attn = Attention {
-            q: linear(
-                ctx,
-                arch,
-                &format!("{b}.self_attn.q_proj"),
-                heads * hd,
-                d,
-                c.attention_bias,
-            )?,
-            k: linear(
-                ctx,
-                arch,
-                &format!("{b}.self_attn.k_proj"),
-                kv * hd,
-                d,
-                c.attention_bias,
-            )?,
-            v: linear(
-                ctx,
-                arch,
-                &format!("{b}.self_attn.v_proj"),
-                kv * hd,
-                d,
-                c.attention_bias,
-            )?,
+            qkv: Linear::concat(&[
+                &linear(
+                    ctx,
+                    arch,
+                    &format!("{b}.self_attn.q_proj"),
+                    heads * hd,
+                    d,
+                    c.attention_bias,
+                )?,
+                &linear(
+                    ctx,
+                    arch,
+                    &format!("{b}.self_attn.k_proj"),
+                    kv * hd,
+                    d,
+                    c.attention_bias,
+                )?,
+                &linear(
+                    ctx,
+                    arch,
+                    &format!("{b}.self_attn.v_proj"),
+                    kv * hd,
+                    d,
+                    c.attention_bias,
+                )?,
+            ])?,
             o: linear(
                 ctx,
                 arch,
@@ -97,8 +99,8 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             clip_qkv: c.clip_qkv,
             scale: 1.0 / (hd as f64).sqrt(),
         };
-        let mlp = Mlp::Gated {
-            gate: linear(
+        let mlp = Mlp::gated(
+            linear(
                 ctx,
                 arch,
                 &format!("{b}.mlp.gate_proj"),
@@ -106,7 +108,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
                 d,
                 false,
             )?,
-            up: linear(
+            linear(
                 ctx,
                 arch,
                 &format!("{b}.mlp.up_proj"),
@@ -114,7 +116,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
                 d,
                 false,
             )?,
-            down: linear(
+            linear(
                 ctx,
                 arch,
                 &format!("{b}.mlp.down_proj"),
@@ -123,7 +125,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
                 false,
             )?,
             act,
-        };
+        )?;
         blocks.push(Block {
             pre_attn: Some(ln()?),
             attn,

@@ -9,7 +9,7 @@ use super::{
     Parts,
 };
 use crate::error::Result;
-use crate::layers::{Act, Attention, Block, Mlp, Residual, Rope};
+use crate::layers::{Act, Attention, Block, Linear, Mlp, Residual, Rope};
 use serde::Deserialize;
 
 pub const SPEC: ArchSpec = ArchSpec {
@@ -59,30 +59,32 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
     for l in 0..c.num_hidden_layers {
         let b = format!("model.layers.{l}");
         let attn = Attention {
-            q: linear(
-                ctx,
-                arch,
-                &format!("{b}.self_attn.q_proj"),
-                heads * hd,
-                d,
-                c.attention_bias,
-            )?,
-            k: linear(
-                ctx,
-                arch,
-                &format!("{b}.self_attn.k_proj"),
-                kv * hd,
-                d,
-                c.attention_bias,
-            )?,
-            v: linear(
-                ctx,
-                arch,
-                &format!("{b}.self_attn.v_proj"),
-                kv * hd,
-                d,
-                c.attention_bias,
-            )?,
+            qkv: Linear::concat(&[
+                &linear(
+                    ctx,
+                    arch,
+                    &format!("{b}.self_attn.q_proj"),
+                    heads * hd,
+                    d,
+                    c.attention_bias,
+                )?,
+                &linear(
+                    ctx,
+                    arch,
+                    &format!("{b}.self_attn.k_proj"),
+                    kv * hd,
+                    d,
+                    c.attention_bias,
+                )?,
+                &linear(
+                    ctx,
+                    arch,
+                    &format!("{b}.self_attn.v_proj"),
+                    kv * hd,
+                    d,
+                    c.attention_bias,
+                )?,
+            ])?,
             o: linear(
                 ctx,
                 arch,
@@ -102,8 +104,8 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             clip_qkv: None,
             scale: 1.0 / (hd as f64).sqrt(),
         };
-        let mlp = Mlp::Gated {
-            gate: linear(
+        let mlp = Mlp::gated(
+            linear(
                 ctx,
                 arch,
                 &format!("{b}.mlp.gate_proj"),
@@ -111,7 +113,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
                 d,
                 false,
             )?,
-            up: linear(
+            linear(
                 ctx,
                 arch,
                 &format!("{b}.mlp.up_proj"),
@@ -119,7 +121,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
                 d,
                 false,
             )?,
-            down: linear(
+            linear(
                 ctx,
                 arch,
                 &format!("{b}.mlp.down_proj"),
@@ -128,7 +130,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
                 false,
             )?,
             act,
-        };
+        )?;
         blocks.push(Block {
             pre_attn: None,
             attn,
