@@ -150,12 +150,51 @@ impl Mlp {
         match self {
             Mlp::Gated { gate_up, down, act } => {
                 let gu = gate_up.forward(x)?;
+                if *act == Act::Silu && gu.dtype() == DType::F32 && gu.is_contiguous() {
+                    return down.forward(&gu.apply_op1_no_bwd(&SwiGlu)?);
+                }
                 let i = gu.dim(1)? / 2;
                 let g = act.forward(&gu.narrow(1, 0, i)?)?;
                 down.forward(&(g * gu.narrow(1, i, i)?)?)
             }
             Mlp::Plain { fc, proj, act } => proj.forward(&act.forward(&fc.forward(x)?)?),
         }
+    }
+}
+
+/// `silu(g) · u` over `[N, 2I]` rows laid out `[g | u]`, in one parallel pass (f32, contiguous).
+/// Same arithmetic as the unfused path: `silu(g) = g / (1 + exp(−g))`, then the product.
+struct SwiGlu;
+
+impl candle_core::CustomOp1 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "swiglu"
+    }
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let (n, two_i) = layout.shape().dims2()?;
+        let i = two_i / 2;
+        let src = match (storage, layout.contiguous_offsets()) {
+            (candle_core::CpuStorage::F32(s), Some((a, b))) => &s[a..b],
+            _ => candle_core::bail!("swiglu: needs contiguous f32 input"),
+        };
+        let mut out = vec![0f32; n * i];
+        out.par_chunks_mut(i.max(1))
+            .zip(src.par_chunks(two_i.max(1)))
+            .for_each(|(o, row)| {
+                let (g, u) = row.split_at(i);
+                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                    *o = g / (1.0 + (-g).exp()) * u;
+                }
+            });
+        Ok((
+            candle_core::CpuStorage::F32(out),
+            candle_core::Shape::from((n, i)),
+        ))
     }
 }
 
@@ -305,21 +344,23 @@ impl Attention {
             }
             *entry = Some((k.clone(), v.clone()));
         }
+        // Grouped-query attention without copying keys and values: query head h uses kv head
+        // h / rep (transformers' repeat_kv), so the rep query heads of one kv head are stacked
+        // along the sequence axis and share one product with that kv head.
         let rep = self.n_heads / self.n_kv_heads;
-        if rep > 1 {
-            let s = k.dim(2)?;
-            let expand = |x: &Tensor| -> Result<Tensor> {
-                Ok(x.unsqueeze(2)?
-                    .expand((b, self.n_kv_heads, rep, s, self.head_dim))?
-                    .reshape((b, self.n_heads, s, self.head_dim))?)
-            };
-            k = expand(&k)?;
-            v = expand(&v)?;
-        }
-        let scores = (q.matmul(&k.t()?)? * self.scale)?;
-        let scores = scores.to_dtype(DType::F32)?.broadcast_add(&ctx.mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
-        let out = probs.matmul(&v.contiguous()?)?;
+        let (kvh, s) = (self.n_kv_heads, k.dim(2)?);
+        let q = q.contiguous()?.reshape((b, kvh, rep * t, self.head_dim))?;
+        let scores = (q.matmul(&k.contiguous()?.t()?)? * self.scale)?;
+        let scores = scores
+            .to_dtype(DType::F32)?
+            .reshape((b, kvh, rep, t, s))?
+            .broadcast_add(&ctx.mask.unsqueeze(1)?)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?
+            .to_dtype(v.dtype())?
+            .reshape((b, kvh, rep * t, s))?;
+        let out = probs
+            .matmul(&v.contiguous()?)?
+            .reshape((b, self.n_heads, t, self.head_dim))?;
         let out = out
             .transpose(1, 2)?
             .reshape((b * t, self.n_heads * self.head_dim))?;
