@@ -314,3 +314,37 @@ fn steering_touches_only_chosen_positions_and_never_padding() {
         }
     }
 }
+
+#[test]
+fn bf16_compute_tracks_f32() {
+    use pretrace_model::{LoadOptions, Model};
+    for name in ["llama_gqa", "neox_parallel", "gpt2"] {
+        let f32m = load(name);
+        let bf = Model::load(
+            &golden(name),
+            &LoadOptions {
+                dtype: candle_core::DType::BF16,
+                device: candle_core::Device::Cpu,
+            },
+        )
+        .unwrap();
+        assert_eq!(bf.model.dtype, candle_core::DType::BF16);
+        let ids = rows(name)[0].clone();
+        let a = f32m
+            .model
+            .forward(&Batch::single(&ids).unwrap(), &mut [], Logits::All, None)
+            .unwrap()
+            .unwrap();
+        let b = bf
+            .model
+            .forward(&Batch::single(&ids).unwrap(), &mut [], Logits::All, None)
+            .unwrap()
+            .unwrap();
+        let e = rel_err(&b, &a);
+        // bf16 keeps 8 bits of mantissa: a few percent of relative error is expected, not more.
+        assert!(
+            e > 0.0 && e < 5e-2,
+            "{name}: bf16 logits relative error {e:.3e}"
+        );
+    }
+}
