@@ -3,7 +3,7 @@
 //! weights; adding one means one new file and one line in [`ARCHS`].
 
 use crate::error::{ModelError, Result};
-use crate::layers::{Attention, Block, Linear, Norm, Rope};
+use crate::layers::{Block, Linear, Norm, Rope};
 use crate::weights::Weights;
 use candle_core::Tensor;
 use serde::de::DeserializeOwned;
@@ -20,31 +20,6 @@ pub mod olmo2;
 pub struct ArchSpec {
     pub model_types: &'static [&'static str],
     pub build: fn(&BuildCtx) -> Result<Parts>,
-}
-
-/// Attention from separate q, k, v, o projections.
-#[allow(clippy::too_many_arguments)]
-pub fn attention(
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    n_heads: usize,
-    n_kv_heads: usize,
-    head_dim: usize,
-    rope: Option<Rope>,
-) -> Result<Attention> {
-    Ok(Attention {
-        qkv: Linear::concat(&[&q, &k, &v])?,
-        o,
-        n_heads,
-        n_kv_heads,
-        head_dim,
-        rope,
-        qk_norm: None,
-        clip_qkv: None,
-        scale: 1.0 / (head_dim as f64).sqrt(),
-    })
 }
 
 /// Every supported architecture.
