@@ -194,21 +194,11 @@ fn write_safetensors_atomic(
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let bytes = safetensors_bytes(&refs, meta)?;
+    let bytes = safetensors::serialize(refs, Some(meta))?;
     std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
     std::fs::rename(&tmp, path)
         .with_context(|| format!("{}: cannot rename into place", path.display()))?;
     Ok(())
-}
-
-fn safetensors_bytes(
-    tensors: &[(&str, &Tensor)],
-    meta: HashMap<String, String>,
-) -> Result<Vec<u8>> {
-    Ok(safetensors::serialize(
-        tensors.iter().map(|(n, t)| (*n, *t)),
-        Some(meta),
-    )?)
 }
 
 fn generate(a: GenerateArgs) -> Result<()> {

@@ -1,8 +1,8 @@
 //! The building blocks architectures assemble: linear maps, norms, rotary embeddings, attention and
 //! MLPs. Hidden states inside a block are `[N, D]` with `N = B·T` rows.
 
-use crate::error::{ModelError, Result};
-use candle_core::{DType, Device, Tensor, D};
+use crate::error::Result;
+use candle_core::{DType, Device, Tensor};
 
 /// `y = x Wᵀ + b` with `W: [out, in]`. The weight is kept transposed (`[in, out]`, contiguous):
 /// the matrix kernel runs fastest with both operands row-major.
@@ -56,9 +56,6 @@ impl Linear {
     }
     pub fn out_dim(&self) -> Result<usize> {
         Ok(self.wt.dim(1)?)
-    }
-    pub fn in_dim(&self) -> Result<usize> {
-        Ok(self.wt.dim(0)?)
     }
 }
 
@@ -223,12 +220,12 @@ impl Rope {
     }
 
     /// cos and sin tables `[B, T, rot_dim/2]` for integer positions `[B][T]`.
-    pub fn tables(
+    pub fn tables_for(
         &self,
         positions: &[Vec<usize>],
         dtype: DType,
         device: &Device,
-    ) -> Result<(Tensor, Tensor)> {
+    ) -> Result<RopeTables> {
         let b = positions.len();
         let t = positions.first().map_or(0, |r| r.len());
         let h = self.inv_freq.len();
@@ -246,18 +243,36 @@ impl Rope {
         }
         let cos = Tensor::from_vec(cos, (b, t, h), device)?.to_dtype(dtype)?;
         let sin = Tensor::from_vec(sin, (b, t, h), device)?.to_dtype(dtype)?;
-        Ok((cos, sin))
+        Ok(RopeTables {
+            cos,
+            sin,
+            rot_dim: self.rot_dim,
+        })
     }
+}
 
+/// Rotary tables of one forward call.
+pub struct RopeTables {
+    /// `[B, T, rot_dim/2]`.
+    pub cos: Tensor,
+    pub sin: Tensor,
+    pub rot_dim: usize,
+}
+
+impl RopeTables {
     /// Rotates the first `rot_dim` dimensions of `x: [B, H, T, Dh]`.
-    pub fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let dh = x.dim(3)?;
         if self.rot_dim == dh {
-            return Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?);
+            return Ok(candle_nn::rotary_emb::rope(
+                &x.contiguous()?,
+                &self.cos,
+                &self.sin,
+            )?);
         }
         let rot = x.narrow(3, 0, self.rot_dim)?.contiguous()?;
         let pass = x.narrow(3, self.rot_dim, dh - self.rot_dim)?;
-        let rot = candle_nn::rotary_emb::rope(&rot, cos, sin)?;
+        let rot = candle_nn::rotary_emb::rope(&rot, &self.cos, &self.sin)?;
         Ok(Tensor::cat(&[&rot, &pass], 3)?)
     }
 }
@@ -266,8 +281,8 @@ impl Rope {
 pub struct AttnCtx {
     pub b: usize,
     pub t: usize,
-    /// `[B, T, rot/2]` rotary tables, if the model is rotary.
-    pub rope: Option<(Tensor, Tensor)>,
+    /// Rotary tables, if the model is rotary.
+    pub rope: Option<RopeTables>,
     /// `[B, 1, T, S]` additive f32 mask (0 or a large negative number), `S` = past + T.
     pub mask: Tensor,
 }
@@ -284,7 +299,6 @@ pub struct Attention {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
-    pub rope: Option<Rope>,
     /// OLMo-2: RMSNorm over the whole q and k projections, before splitting into heads.
     pub qk_norm: Option<(Norm, Norm)>,
     /// OLMo-1 `clip_qkv`: q, k, v clamped to `[-c, c]` after projection.
@@ -294,6 +308,26 @@ pub struct Attention {
 }
 
 impl Attention {
+    /// Plain scaled dot-product attention over fused `[q | k | v]` and output projections.
+    pub fn new(
+        qkv: Linear,
+        o: Linear,
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+    ) -> Attention {
+        Attention {
+            qkv,
+            o,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            qk_norm: None,
+            clip_qkv: None,
+            scale: 1.0 / (head_dim as f64).sqrt(),
+        }
+    }
+
     /// `x: [N, D]` → the attention output `[N, D]` (after the output projection).
     pub fn forward(
         &self,
@@ -333,9 +367,9 @@ impl Attention {
         let mut q = heads(q, self.n_heads)?;
         let mut k = heads(k, self.n_kv_heads)?;
         let mut v = heads(v, self.n_kv_heads)?;
-        if let (Some(rope), Some((cos, sin))) = (&self.rope, &ctx.rope) {
-            q = rope.apply(&q, cos, sin)?;
-            k = rope.apply(&k, cos, sin)?;
+        if let Some(rope) = &ctx.rope {
+            q = rope.apply(&q)?;
+            k = rope.apply(&k)?;
         }
         if let Some(entry) = cache.as_deref_mut() {
             if let Some((pk, pv)) = entry.as_ref() {
@@ -418,14 +452,4 @@ impl Block {
         let m = self.mlp.forward(&h)?;
         opt_norm(&self.post_mlp, &m)
     }
-}
-
-/// Error for an option in config.json the runtime does not implement.
-pub fn unsupported(path: &std::path::Path, what: String) -> ModelError {
-    ModelError::config(path, format!("{what} is not supported; remove it from config.json only if the checkpoint was trained without it"))
-}
-
-/// Reads the last dimension of a tensor, for shape checks.
-pub fn last_dim(t: &Tensor) -> Result<usize> {
-    Ok(t.dim(D::Minus1)?)
 }

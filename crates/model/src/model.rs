@@ -188,16 +188,7 @@ impl Model {
         let files = find_weight_files(path)?;
         let weights = Weights::open(path, &files, opts.dtype, &opts.device)?;
         let model = Self::build(&config, &config_path, &weights)?;
-        let tok_path = path.join("tokenizer.json");
-        let tokenizer = if tok_path.is_file() {
-            let mut t = Tokenizer::from_file(&tok_path)?;
-            t.bos_id = model.config.bos_token_id;
-            t.eos_id = model.config.eos_token_ids.first().copied();
-            t.check_fits(model.config.vocab_size)?;
-            Some(t)
-        } else {
-            None
-        };
+        let tokenizer = model.tokenizer_json(&path.join("tokenizer.json"))?;
         Ok(Checkpoint { model, tokenizer })
     }
 
@@ -205,25 +196,31 @@ impl Model {
         let g = crate::gguf::load(path, &opts.device)?;
         let weights = Weights::from_memory(path, g.tensors, opts.dtype, &opts.device)?;
         let model = Self::build(&g.config, path, &weights)?;
-        let tokenizer = match g.tokenizer {
-            Some(t) => {
-                t.check_fits(model.config.vocab_size)?;
-                Some(t)
-            }
-            None => None,
-        };
-        // A tokenizer.json beside the file takes precedence, as with a checkpoint directory.
-        let beside = path.with_file_name("tokenizer.json");
-        let tokenizer = if beside.is_file() {
-            let mut t = Tokenizer::from_file(&beside)?;
-            t.bos_id = model.config.bos_token_id;
-            t.eos_id = model.config.eos_token_ids.first().copied();
-            t.check_fits(model.config.vocab_size)?;
-            Some(t)
-        } else {
-            tokenizer
+        // A tokenizer.json beside the file takes precedence over the GGUF metadata.
+        let tokenizer = match model.tokenizer_json(&path.with_file_name("tokenizer.json"))? {
+            Some(t) => Some(t),
+            None => match g.tokenizer {
+                Some(t) => {
+                    t.check_fits(model.config.vocab_size)?;
+                    Some(t)
+                }
+                None => None,
+            },
         };
         Ok(Checkpoint { model, tokenizer })
+    }
+
+    /// The tokenizer.json at `path`, if there is one, checked against this model's vocabulary and
+    /// given the config's BOS/EOS ids.
+    fn tokenizer_json(&self, path: &Path) -> Result<Option<Tokenizer>> {
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let mut t = Tokenizer::from_file(path)?;
+        t.bos_id = self.config.bos_token_id;
+        t.eos_id = self.config.eos_token_ids.first().copied();
+        t.check_fits(self.config.vocab_size)?;
+        Ok(Some(t))
     }
 
     /// Builds a model from a parsed config and its weights.
@@ -382,7 +379,7 @@ impl Model {
         }
         let mask = self.mask(&key_valid, &positions, past_len, t)?;
         let rope = match &self.rope {
-            Some(r) => Some(r.tables(&positions, self.dtype, &self.device)?),
+            Some(r) => Some(r.tables_for(&positions, self.dtype, &self.device)?),
             None => None,
         };
         let actx = AttnCtx { b, t, rope, mask };
@@ -429,15 +426,17 @@ impl Model {
             };
             x = at(hooks, Site::ResidPost(l), x)?;
         }
-        if blocks_needed < n_layers
-            || logits == Logits::None
-                && !hooks
-                    .iter()
-                    .any(|h| h.last_site().is_none_or(|s| s == Site::FinalNorm))
-        {
+        let wants_final = logits != Logits::None
+            || hooks
+                .iter()
+                .any(|h| h.last_site().is_none_or(|s| s == Site::FinalNorm));
+        if !wants_final {
             return Ok(None);
         }
+        let x = at(hooks, Site::FinalNorm, self.final_norm.forward(&x)?)?;
         let x = match logits {
+            Logits::None => return Ok(None),
+            Logits::All => x,
             Logits::Last => {
                 let last: Vec<u32> = batch
                     .valid
@@ -445,32 +444,9 @@ impl Model {
                     .enumerate()
                     .map(|(r, row)| (r * t + row.iter().rposition(|&v| v).unwrap_or(t - 1)) as u32)
                     .collect();
-                let idx = Tensor::from_vec(last, b, &self.device)?;
-                x.index_select(&idx, 0)?
+                x.index_select(&Tensor::from_vec(last, b, &self.device)?, 0)?
             }
-            _ => x,
         };
-        let rows = x.dim(0)?;
-        let x = self.final_norm.forward(&x)?;
-        let x = if logits == Logits::Last {
-            let mut y = x.reshape((rows, 1, d))?;
-            for h in hooks.iter_mut() {
-                y = h.at(
-                    Site::FinalNorm,
-                    y,
-                    &SiteCtx {
-                        valid: &vec![vec![true]; rows],
-                        past_len,
-                    },
-                )?;
-            }
-            y.reshape((rows, d))?
-        } else {
-            at(hooks, Site::FinalNorm, x)?
-        };
-        if logits == Logits::None {
-            return Ok(None);
-        }
         let out = self.lm_head.forward(&x)?.to_dtype(DType::F32)?;
         Ok(Some(match logits {
             Logits::All => out.reshape((b, t, vocab))?,

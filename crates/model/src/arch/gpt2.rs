@@ -102,17 +102,14 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
         if c.scale_attn_by_inverse_layer_idx {
             scale /= (l + 1) as f64;
         }
-        let attn = Attention {
-            qkv: Linear::concat(&[&q, &k, &v])?,
-            o: conv1d(ctx, &format!("{b}.attn.c_proj"), d, d)?,
-            n_heads: heads,
-            n_kv_heads: heads,
-            head_dim: hd,
-            rope: None,
-            qk_norm: None,
-            clip_qkv: None,
-            scale,
-        };
+        let mut attn = Attention::new(
+            Linear::concat(&[&q, &k, &v])?,
+            conv1d(ctx, &format!("{b}.attn.c_proj"), d, d)?,
+            heads,
+            heads,
+            hd,
+        );
+        attn.scale = scale;
         let mlp = Mlp::Plain {
             fc: conv1d(ctx, &format!("{b}.mlp.c_fc"), d, inner)?,
             proj: conv1d(ctx, &format!("{b}.mlp.c_proj"), inner, d)?,

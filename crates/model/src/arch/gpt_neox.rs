@@ -97,24 +97,15 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             None
         };
         let [q, k, v] = split_fused_qkv(&fw, fb.as_ref(), heads, hd)?;
-        let attn = Attention {
-            qkv: Linear::concat(&[&q, &k, &v])?,
-            o: linear(
-                ctx,
-                arch,
-                &format!("{b}.attention.dense"),
-                d,
-                d,
-                c.attention_bias,
-            )?,
-            n_heads: heads,
-            n_kv_heads: heads,
-            head_dim: hd,
-            rope: Some(Rope::new(rot, rope.theta, rope.linear_factor)),
-            qk_norm: None,
-            clip_qkv: None,
-            scale: 1.0 / (hd as f64).sqrt(),
-        };
+        let o = linear(
+            ctx,
+            arch,
+            &format!("{b}.attention.dense"),
+            d,
+            d,
+            c.attention_bias,
+        )?;
+        let attn = Attention::new(Linear::concat(&[&q, &k, &v])?, o, heads, heads, hd);
         let mlp = Mlp::Plain {
             fc: linear(
                 ctx,

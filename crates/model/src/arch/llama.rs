@@ -4,11 +4,10 @@
 //! Reference code: transformers `models/llama/modeling_llama.py`, `models/mistral`, `models/qwen2`.
 
 use super::{
-    bad, check_heads, linear, lm_head, parse, rms_norm, rope_spec, ArchSpec, BuildCtx, ModelConfig,
-    Parts,
+    bad, check_heads, lm_head, parse, rms_norm, rope_spec, ArchSpec, BuildCtx, ModelConfig, Parts,
 };
 use crate::error::Result;
-use crate::layers::{Act, Attention, Block, Linear, Mlp, Residual, Rope};
+use crate::layers::{Act, Block, Residual, Rope};
 use serde::Deserialize;
 
 pub const SPEC: ArchSpec = ArchSpec {
@@ -83,74 +82,24 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
     let mut blocks = Vec::with_capacity(c.num_hidden_layers);
     for l in 0..c.num_hidden_layers {
         let b = format!("{p}layers.{l}");
-        let attn = Attention {
-            qkv: Linear::concat(&[
-                &linear(
-                    ctx,
-                    arch,
-                    &format!("{b}.self_attn.q_proj"),
-                    heads * hd,
-                    d,
-                    qkv_bias,
-                )?,
-                &linear(
-                    ctx,
-                    arch,
-                    &format!("{b}.self_attn.k_proj"),
-                    kv * hd,
-                    d,
-                    qkv_bias,
-                )?,
-                &linear(
-                    ctx,
-                    arch,
-                    &format!("{b}.self_attn.v_proj"),
-                    kv * hd,
-                    d,
-                    qkv_bias,
-                )?,
-            ])?,
-            o: linear(
-                ctx,
-                arch,
-                &format!("{b}.self_attn.o_proj"),
-                d,
-                heads * hd,
-                o_bias,
-            )?,
-            n_heads: heads,
-            n_kv_heads: kv,
-            head_dim: hd,
-            rope: Some(Rope::new(hd, rope.theta, rope.linear_factor)),
-            qk_norm: None,
-            clip_qkv: None,
-            scale: 1.0 / (hd as f64).sqrt(),
-        };
-        let mlp = Mlp::gated(
-            linear(
-                ctx,
-                arch,
-                &format!("{b}.mlp.gate_proj"),
-                c.intermediate_size,
-                d,
-                c.mlp_bias,
-            )?,
-            linear(
-                ctx,
-                arch,
-                &format!("{b}.mlp.up_proj"),
-                c.intermediate_size,
-                d,
-                c.mlp_bias,
-            )?,
-            linear(
-                ctx,
-                arch,
-                &format!("{b}.mlp.down_proj"),
-                d,
-                c.intermediate_size,
-                c.mlp_bias,
-            )?,
+        let attn = super::llama_attention(
+            ctx,
+            arch,
+            &format!("{b}.self_attn"),
+            d,
+            heads,
+            kv,
+            hd,
+            qkv_bias,
+            o_bias,
+        )?;
+        let mlp = super::llama_mlp(
+            ctx,
+            arch,
+            &format!("{b}.mlp"),
+            d,
+            c.intermediate_size,
+            c.mlp_bias,
             act,
         )?;
         blocks.push(Block {

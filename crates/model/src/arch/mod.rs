@@ -3,7 +3,7 @@
 //! weights; adding one means one new file and one line in [`ARCHS`].
 
 use crate::error::{ModelError, Result};
-use crate::layers::{Block, Linear, Norm, Rope};
+use crate::layers::{Act, Attention, Block, Linear, Mlp, Norm, Rope};
 use crate::weights::Weights;
 use candle_core::Tensor;
 use serde::de::DeserializeOwned;
@@ -180,6 +180,53 @@ pub fn linear(
         None
     };
     Linear::new(&w, b)
+}
+
+/// Attention with LLaMA's projection names, `{prefix}.{q,k,v,o}_proj`, q/k/v fused into one product.
+#[allow(clippy::too_many_arguments)]
+pub fn llama_attention(
+    ctx: &BuildCtx,
+    arch: &str,
+    prefix: &str,
+    d: usize,
+    heads: usize,
+    kv: usize,
+    hd: usize,
+    qkv_bias: bool,
+    o_bias: bool,
+) -> Result<Attention> {
+    let proj =
+        |name: &str, out: usize| linear(ctx, arch, &format!("{prefix}.{name}"), out, d, qkv_bias);
+    let qkv = Linear::concat(&[
+        &proj("q_proj", heads * hd)?,
+        &proj("k_proj", kv * hd)?,
+        &proj("v_proj", kv * hd)?,
+    ])?;
+    let o = linear(
+        ctx,
+        arch,
+        &format!("{prefix}.o_proj"),
+        d,
+        heads * hd,
+        o_bias,
+    )?;
+    Ok(Attention::new(qkv, o, heads, kv, hd))
+}
+
+/// A gated MLP with LLaMA's names, `{prefix}.{gate,up,down}_proj`.
+pub fn llama_mlp(
+    ctx: &BuildCtx,
+    arch: &str,
+    prefix: &str,
+    d: usize,
+    inter: usize,
+    bias: bool,
+    act: Act,
+) -> Result<Mlp> {
+    let gate = linear(ctx, arch, &format!("{prefix}.gate_proj"), inter, d, bias)?;
+    let up = linear(ctx, arch, &format!("{prefix}.up_proj"), inter, d, bias)?;
+    let down = linear(ctx, arch, &format!("{prefix}.down_proj"), d, inter, bias)?;
+    Mlp::gated(gate, up, down, act)
 }
 
 /// Loads an RMSNorm `{prefix}.weight` `[d]`.

@@ -4,11 +4,9 @@
 //! Paper: Groeneveld et al., "OLMo: Accelerating the Science of Language Models" (2024).
 //! Reference code: transformers `models/olmo/modeling_olmo.py`.
 
-use super::{
-    bad, check_heads, linear, lm_head, parse, rope_spec, ArchSpec, BuildCtx, ModelConfig, Parts,
-};
+use super::{bad, check_heads, lm_head, parse, rope_spec, ArchSpec, BuildCtx, ModelConfig, Parts};
 use crate::error::Result;
-use crate::layers::{Act, Attention, Block, Linear, Mlp, Norm, Residual, Rope};
+use crate::layers::{Act, Block, Norm, Residual, Rope};
 use serde::Deserialize;
 
 pub const SPEC: ArchSpec = ArchSpec {
@@ -56,74 +54,25 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
     let mut blocks = Vec::with_capacity(c.num_hidden_layers);
     for l in 0..c.num_hidden_layers {
         let b = format!("model.layers.{l}");
-        let attn = Attention {
-            qkv: Linear::concat(&[
-                &linear(
-                    ctx,
-                    arch,
-                    &format!("{b}.self_attn.q_proj"),
-                    heads * hd,
-                    d,
-                    c.attention_bias,
-                )?,
-                &linear(
-                    ctx,
-                    arch,
-                    &format!("{b}.self_attn.k_proj"),
-                    kv * hd,
-                    d,
-                    c.attention_bias,
-                )?,
-                &linear(
-                    ctx,
-                    arch,
-                    &format!("{b}.self_attn.v_proj"),
-                    kv * hd,
-                    d,
-                    c.attention_bias,
-                )?,
-            ])?,
-            o: linear(
-                ctx,
-                arch,
-                &format!("{b}.self_attn.o_proj"),
-                d,
-                heads * hd,
-                c.attention_bias,
-            )?,
-            n_heads: heads,
-            n_kv_heads: kv,
-            head_dim: hd,
-            rope: Some(Rope::new(hd, rope.theta, rope.linear_factor)),
-            qk_norm: None,
-            clip_qkv: c.clip_qkv,
-            scale: 1.0 / (hd as f64).sqrt(),
-        };
-        let mlp = Mlp::gated(
-            linear(
-                ctx,
-                arch,
-                &format!("{b}.mlp.gate_proj"),
-                c.intermediate_size,
-                d,
-                false,
-            )?,
-            linear(
-                ctx,
-                arch,
-                &format!("{b}.mlp.up_proj"),
-                c.intermediate_size,
-                d,
-                false,
-            )?,
-            linear(
-                ctx,
-                arch,
-                &format!("{b}.mlp.down_proj"),
-                d,
-                c.intermediate_size,
-                false,
-            )?,
+        let mut attn = super::llama_attention(
+            ctx,
+            arch,
+            &format!("{b}.self_attn"),
+            d,
+            heads,
+            kv,
+            hd,
+            c.attention_bias,
+            c.attention_bias,
+        )?;
+        attn.clip_qkv = c.clip_qkv;
+        let mlp = super::llama_mlp(
+            ctx,
+            arch,
+            &format!("{b}.mlp"),
+            d,
+            c.intermediate_size,
+            false,
             act,
         )?;
         blocks.push(Block {
