@@ -1,10 +1,14 @@
-//! Batched forward throughput of pretrace on fixed token ids (the other half of bench/forward.sh).
+//! pretrace's half of bench/forward.sh: batched forward throughput on fixed token ids.
 //!
-//! Usage: bench-forward --model PATH --ids IDS.json [--repeats N]
-//! IDS.json is `[[id, ...], ...]` (equal-length rows). Prints one JSON line with the median time.
+//! Usage: bench-forward --model PATH --ids IDS.json [--repeats N] [--serve]
+//! IDS.json is `[[id, ...], ...]` (equal-length rows). Without `--serve` it prints one JSON line with
+//! the median of N timed runs after a warm-up. With `--serve` it loads once, runs a warm-up, prints
+//! `ready`, then times one forward per line read on standard input and prints its seconds, so the
+//! reference script can alternate the two implementations run by run.
 
 use anyhow::{bail, Context, Result};
 use pretrace_model::{Batch, LoadOptions, Logits, Model, Padding};
+use std::io::{BufRead, Write};
 use std::time::Instant;
 
 fn main() -> Result<()> {
@@ -30,15 +34,30 @@ fn main() -> Result<()> {
     let ckpt = Model::load(model.as_ref(), &LoadOptions::default())?;
     let batch = Batch::pad(&rows, Padding::Right, 0)?;
     let tokens: usize = rows.iter().map(|r| r.len()).sum();
-    // Warm-up, then timed runs.
-    ckpt.model.forward(&batch, &mut [], Logits::All, None)?;
-    let mut times = Vec::with_capacity(repeats);
-    for _ in 0..repeats {
+    let time_one = || -> Result<f64> {
         let t0 = Instant::now();
         let out = ckpt.model.forward(&batch, &mut [], Logits::All, None)?;
-        times.push(t0.elapsed().as_secs_f64());
+        let s = t0.elapsed().as_secs_f64();
         drop(out);
+        Ok(s)
+    };
+    time_one()?;
+    if args.iter().any(|a| a == "--serve") {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "ready")?;
+        stdout.flush()?;
+        for line in std::io::stdin().lock().lines() {
+            if line?.trim() != "run" {
+                break;
+            }
+            writeln!(stdout, "{}", time_one()?)?;
+            stdout.flush()?;
+        }
+        return Ok(());
     }
+    let mut times = (0..repeats)
+        .map(|_| time_one())
+        .collect::<Result<Vec<f64>>>()?;
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     println!(

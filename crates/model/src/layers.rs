@@ -216,65 +216,145 @@ impl candle_core::CustomOp1 for SwiGlu {
     }
 }
 
-/// `softmax(scale · scores + mask)` over the last axis in one parallel pass: scores `[B, H, T, S]`
-/// and mask `[B, 1, T, S]`, both contiguous f32. The same sequence of operations as transformers'
-/// eager attention (scale, add the mask, subtract the row maximum, exponentiate, divide by the sum).
-struct MaskedSoftmax {
-    scale: f32,
+/// `o = softmax(scale · x + m)`: the same sequence of operations as transformers' eager attention
+/// (scale, add the mask, subtract the row maximum, exponentiate, divide by the sum).
+#[inline]
+fn masked_softmax_row(o: &mut [f32], x: &[f32], m: &[f32], scale: f32) {
+    let mut max = f32::NEG_INFINITY;
+    for ((o, &x), &m) in o.iter_mut().zip(x).zip(m) {
+        *o = x * scale + m;
+        max = max.max(*o);
+    }
+    let mut sum = 0f32;
+    for o in o.iter_mut() {
+        *o = exp_f32(*o - max);
+        sum += *o;
+    }
+    for o in o.iter_mut() {
+        *o /= sum;
+    }
 }
 
-impl candle_core::CustomOp2 for MaskedSoftmax {
+/// `C = A · B` for row-major `A: [m, k]` (row stride `a_rs`) and `B` given by its row and column
+/// strides, single-threaded (callers parallelize over independent products).
+#[allow(clippy::too_many_arguments)]
+fn gemm_f32(
+    c: &mut [f32],
+    a: &[f32],
+    a_rs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+) {
+    assert!(c.len() >= m * n && (m == 0 || k == 0 || a.len() > (m - 1) * a_rs + k - 1));
+    assert!(k == 0 || n == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    // SAFETY: the asserts above keep every index the kernel touches inside the three slices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The attention core for f32: for each (row, kv head), in parallel, `softmax(scale · q kᵀ + mask) v`
+/// over the query heads sharing that kv head. `q: [B, KVH, R·T, Dh]`, `k, v: [B, KVH, S, Dh]`, the
+/// mask `[B, T, S]` on the host; the output has q's shape. Small products parallelized per head
+/// group run several times faster than one batched product parallelized inside each.
+struct AttnCore {
+    scale: f32,
+    mask: std::sync::Arc<Vec<f32>>,
+    t: usize,
+}
+
+impl candle_core::CustomOp3 for AttnCore {
     fn name(&self) -> &'static str {
-        "masked-softmax"
+        "attention-core"
     }
     fn cpu_fwd(
         &self,
-        s1: &candle_core::CpuStorage,
-        l1: &candle_core::Layout,
-        s2: &candle_core::CpuStorage,
-        l2: &candle_core::Layout,
+        qs: &candle_core::CpuStorage,
+        ql: &candle_core::Layout,
+        ks: &candle_core::CpuStorage,
+        kl: &candle_core::Layout,
+        vs: &candle_core::CpuStorage,
+        vl: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::CpuStorage::F32;
         use rayon::prelude::*;
-        let (b, h, t, s) = l1.shape().dims4()?;
-        if l2.shape().dims() != [b, 1, t, s] {
+        let (b, g, rt, dh) = ql.shape().dims4()?;
+        let (_, _, s, _) = kl.shape().dims4()?;
+        let t = self.t;
+        if kl.shape() != vl.shape()
+            || kl.shape().dims() != [b, g, s, dh]
+            || rt % t != 0
+            || self.mask.len() != b * t * s
+        {
             candle_core::bail!(
-                "masked-softmax: mask {:?} does not fit scores {:?}",
-                l2.shape(),
-                l1.shape()
+                "attention-core: shapes q {:?} k {:?} v {:?} mask {} do not fit",
+                ql.shape(),
+                kl.shape(),
+                vl.shape(),
+                self.mask.len()
             );
         }
-        let (scores, mask) = match (s1, l1.contiguous_offsets(), s2, l2.contiguous_offsets()) {
-            (
-                candle_core::CpuStorage::F32(x),
-                Some((a, e)),
-                candle_core::CpuStorage::F32(m),
-                Some((ma, me)),
-            ) => (&x[a..e], &m[ma..me]),
-            _ => candle_core::bail!("masked-softmax: needs contiguous f32 inputs"),
+        let (q, k, v) = match (
+            qs,
+            ql.contiguous_offsets(),
+            ks,
+            kl.contiguous_offsets(),
+            vs,
+            vl.contiguous_offsets(),
+        ) {
+            (F32(q), Some((q0, q1)), F32(k), Some((k0, k1)), F32(v), Some((v0, v1))) => {
+                (&q[q0..q1], &k[k0..k1], &v[v0..v1])
+            }
+            _ => candle_core::bail!("attention-core: needs contiguous f32 inputs"),
         };
-        let mut out = vec![0f32; b * h * t * s];
-        out.par_chunks_mut(s.max(1)).enumerate().for_each(|(r, o)| {
-            let (bi, ti) = (r / (h * t), r % t);
-            let x = &scores[r * s..(r + 1) * s];
-            let m = &mask[(bi * t + ti) * s..(bi * t + ti + 1) * s];
-            let mut max = f32::NEG_INFINITY;
-            for ((o, &x), &m) in o.iter_mut().zip(x).zip(m) {
-                *o = x * self.scale + m;
-                max = max.max(*o);
-            }
-            let mut sum = 0f32;
-            for o in o.iter_mut() {
-                *o = exp_f32(*o - max);
-                sum += *o;
-            }
-            for o in o.iter_mut() {
-                *o /= sum;
-            }
-        });
-        Ok((
-            candle_core::CpuStorage::F32(out),
-            candle_core::Shape::from((b, h, t, s)),
-        ))
+        let mut out = vec![0f32; b * g * rt * dh];
+        out.par_chunks_mut((rt * dh).max(1))
+            .enumerate()
+            .for_each(|(grp, o)| {
+                let bi = grp / g;
+                let qg = &q[grp * rt * dh..(grp + 1) * rt * dh];
+                let kg = &k[grp * s * dh..(grp + 1) * s * dh];
+                let vg = &v[grp * s * dh..(grp + 1) * s * dh];
+                let mut scores = vec![0f32; rt * s];
+                // scores = q · kᵀ: kᵀ[d, j] = k[j·Dh + d].
+                gemm_f32(&mut scores, qg, dh, kg, 1, dh, rt, s, dh);
+                let mut probs = vec![0f32; rt * s];
+                for (r, (p, x)) in probs.chunks_mut(s).zip(scores.chunks(s)).enumerate() {
+                    let ti = r % t;
+                    masked_softmax_row(
+                        p,
+                        x,
+                        &self.mask[(bi * t + ti) * s..(bi * t + ti + 1) * s],
+                        self.scale,
+                    );
+                }
+                gemm_f32(o, &probs, s, vg, dh, 1, rt, dh, s);
+            });
+        Ok((F32(out), ql.shape().clone()))
     }
 }
 
@@ -368,6 +448,8 @@ pub struct AttnCtx {
     pub rope: Option<RopeTables>,
     /// `[B, 1, T, S]` additive f32 mask (0 or a large negative number), `S` = past + T.
     pub mask: Tensor,
+    /// The same mask on the host, `[B, T, S]`, for the fused f32 attention core.
+    pub mask_host: std::sync::Arc<Vec<f32>>,
 }
 
 /// Keys and values of one layer kept across generation steps: `[B, KVH, S, Dh]`.
@@ -467,22 +549,23 @@ impl Attention {
         let rep = self.n_heads / self.n_kv_heads;
         let (kvh, s) = (self.n_kv_heads, k.dim(2)?);
         let q = q.contiguous()?.reshape((b, kvh, rep * t, self.head_dim))?;
-        let scores = q.matmul(&k.contiguous()?.t()?)?;
-        let probs = if scores.dtype() == DType::F32 {
-            let scores = scores.reshape((b, self.n_heads, t, s))?;
-            let scale = self.scale as f32;
-            scores.apply_op2_no_bwd(&ctx.mask, &MaskedSoftmax { scale })?
+        let (k, v) = (k.contiguous()?, v.contiguous()?);
+        let out = if q.dtype() == DType::F32 {
+            let core = AttnCore {
+                scale: self.scale as f32,
+                mask: ctx.mask_host.clone(),
+                t,
+            };
+            q.apply_op3_no_bwd(&k, &v, &core)?
         } else {
-            let scores = (scores * self.scale)?
+            let scores = (q.matmul(&k.t()?)? * self.scale)?
                 .to_dtype(DType::F32)?
                 .reshape((b, kvh, rep, t, s))?
                 .broadcast_add(&ctx.mask.unsqueeze(1)?)?;
-            candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+            probs.reshape((b, kvh, rep * t, s))?.matmul(&v)?
         };
-        let probs = probs.reshape((b, kvh, rep * t, s))?;
-        let out = probs
-            .matmul(&v.contiguous()?)?
-            .reshape((b, self.n_heads, t, self.head_dim))?;
+        let out = out.reshape((b, self.n_heads, t, self.head_dim))?;
         let out = out
             .transpose(1, 2)?
             .reshape((b * t, self.n_heads * self.head_dim))?;

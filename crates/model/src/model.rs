@@ -377,12 +377,18 @@ impl Model {
                 )));
             }
         }
-        let mask = self.mask(&key_valid, &positions, past_len, t)?;
+        let (mask, mask_host) = self.mask(&key_valid, &positions, past_len, t)?;
         let rope = match &self.rope {
             Some(r) => Some(r.tables_for(&positions, self.dtype, &self.device)?),
             None => None,
         };
-        let actx = AttnCtx { b, t, rope, mask };
+        let actx = AttnCtx {
+            b,
+            t,
+            rope,
+            mask,
+            mask_host,
+        };
         let sctx = SiteCtx {
             valid: &batch.valid,
             past_len,
@@ -462,7 +468,7 @@ impl Model {
         positions: &[Vec<usize>],
         past_len: usize,
         t: usize,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, std::sync::Arc<Vec<f32>>)> {
         let b = key_valid.len();
         let s = past_len + t;
         let window = self.config.sliding_window;
@@ -488,7 +494,8 @@ impl Model {
                 }
             }
         }
-        Ok(Tensor::from_vec(m, (b, 1, t, s), &self.device)?)
+        let tensor = Tensor::from_vec(m.clone(), (b, 1, t, s), &self.device)?;
+        Ok((tensor, std::sync::Arc::new(m)))
     }
 
     /// Greedy decoding with a KV cache. Prompts are left-padded into one batch; hooks apply on every
