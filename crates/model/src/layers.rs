@@ -3,6 +3,7 @@
 
 use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
+use std::sync::Arc;
 
 /// `y = x Wᵀ + b` with `W: [out, in]`. The weight is kept transposed (`[in, out]`, contiguous):
 /// the matrix kernel runs fastest with both operands row-major.
@@ -283,7 +284,7 @@ fn gemm_f32(
 /// group run several times faster than one batched product parallelized inside each.
 struct AttnCore {
     scale: f32,
-    mask: std::sync::Arc<Vec<f32>>,
+    mask: Arc<Vec<f32>>,
     t: usize,
 }
 
@@ -404,11 +405,12 @@ impl Rope {
                 }
             }
         }
-        let cos = Tensor::from_vec(cos, (b, t, h), device)?.to_dtype(dtype)?;
-        let sin = Tensor::from_vec(sin, (b, t, h), device)?.to_dtype(dtype)?;
+        let (cos, sin) = (Arc::new(cos), Arc::new(sin));
         Ok(RopeTables {
-            cos,
-            sin,
+            cos: Tensor::from_slice(&cos, (b, t, h), device)?.to_dtype(dtype)?,
+            sin: Tensor::from_slice(&sin, (b, t, h), device)?.to_dtype(dtype)?,
+            cos_host: cos,
+            sin_host: sin,
             rot_dim: self.rot_dim,
         })
     }
@@ -419,6 +421,9 @@ pub struct RopeTables {
     /// `[B, T, rot_dim/2]`.
     pub cos: Tensor,
     pub sin: Tensor,
+    /// The same tables on the host, for the fused f32 head split.
+    pub cos_host: Arc<Vec<f32>>,
+    pub sin_host: Arc<Vec<f32>>,
     pub rot_dim: usize,
 }
 
@@ -440,6 +445,76 @@ impl RopeTables {
     }
 }
 
+/// Columns `col0 .. col0 + heads·Dh` of the fused `[B·T, ·]` projection as `[B, heads, T, Dh]`,
+/// with the first `rot_dim` dimensions of each head rotated (transformers' `rotate_half`
+/// convention) when rotary tables are given: one pass instead of a slice, a transpose and a rotation.
+struct SplitHeads<'a> {
+    b: usize,
+    t: usize,
+    heads: usize,
+    col0: usize,
+    dh: usize,
+    rope: Option<&'a RopeTables>,
+}
+
+impl candle_core::CustomOp1 for SplitHeads<'_> {
+    fn name(&self) -> &'static str {
+        "split-heads"
+    }
+    fn cpu_fwd(
+        &self,
+        st: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let (n, w) = l.shape().dims2()?;
+        let (b, t, heads, dh, col0) = (self.b, self.t, self.heads, self.dh, self.col0);
+        if n != b * t || col0 + heads * dh > w {
+            candle_core::bail!("split-heads: [{n}, {w}] does not hold {heads} heads of {dh} at column {col0} for {b}×{t}");
+        }
+        let src = match (st, l.contiguous_offsets()) {
+            (candle_core::CpuStorage::F32(s), Some((a, e))) => &s[a..e],
+            _ => candle_core::bail!("split-heads: needs contiguous f32 input"),
+        };
+        let rot = self.rope.map_or(0, |r| r.rot_dim);
+        let half = rot / 2;
+        if let Some(r) = self.rope {
+            if rot > dh || r.cos_host.len() != b * t * half {
+                candle_core::bail!(
+                    "split-heads: rotary tables do not fit {b}×{t} rows of head size {dh}"
+                );
+            }
+        }
+        let mut out = vec![0f32; b * heads * t * dh];
+        out.par_chunks_mut((t * dh).max(1))
+            .enumerate()
+            .for_each(|(bh, o)| {
+                let (bi, h) = (bh / heads, bh % heads);
+                for ti in 0..t {
+                    let x = &src[(bi * t + ti) * w + col0 + h * dh..][..dh];
+                    let o = &mut o[ti * dh..(ti + 1) * dh];
+                    match self.rope {
+                        Some(r) => {
+                            let cs = &r.cos_host[(bi * t + ti) * half..][..half];
+                            let sn = &r.sin_host[(bi * t + ti) * half..][..half];
+                            for i in 0..half {
+                                let (x1, x2) = (x[i], x[i + half]);
+                                o[i] = x1 * cs[i] - x2 * sn[i];
+                                o[i + half] = x1 * sn[i] + x2 * cs[i];
+                            }
+                            o[rot..].copy_from_slice(&x[rot..]);
+                        }
+                        None => o.copy_from_slice(x),
+                    }
+                }
+            });
+        Ok((
+            candle_core::CpuStorage::F32(out),
+            candle_core::Shape::from((b, heads, t, dh)),
+        ))
+    }
+}
+
 /// Per-call inputs shared by every attention layer.
 pub struct AttnCtx {
     pub b: usize,
@@ -449,7 +524,7 @@ pub struct AttnCtx {
     /// `[B, 1, T, S]` additive f32 mask (0 or a large negative number), `S` = past + T.
     pub mask: Tensor,
     /// The same mask on the host, `[B, T, S]`, for the fused f32 attention core.
-    pub mask_host: std::sync::Arc<Vec<f32>>,
+    pub mask_host: Arc<Vec<f32>>,
 }
 
 /// Keys and values of one layer kept across generation steps: `[B, KVH, S, Dh]`.
@@ -506,36 +581,31 @@ impl Attention {
             self.n_heads * self.head_dim,
             self.n_kv_heads * self.head_dim,
         );
-        let mut q = qkv.narrow(1, 0, qd)?;
-        let mut k = qkv.narrow(1, qd, kvd)?;
-        let mut v = qkv.narrow(1, qd + kvd, kvd)?;
-        if let Some(c) = self.clip_qkv {
-            q = q.clamp(-c, c)?;
-            k = k.clamp(-c, c)?;
-            v = v.clamp(-c, c)?;
-        }
-        if let Some((qn, kn)) = &self.qk_norm {
-            q = qn.forward(&q)?;
-            k = kn.forward(&k)?;
-        }
-        let heads = |x: Tensor, h: usize| -> Result<Tensor> {
-            let x = x.contiguous()?;
-            if t == 1 {
-                // One position per row (a decode step): no transpose needed, and none wanted, since
-                // a transposed view with a unit dimension passes as contiguous with odd strides.
-                return Ok(x.reshape((b, h, 1, self.head_dim))?);
-            }
-            Ok(x.reshape((b, t, h, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?)
+        let qkv = match self.clip_qkv {
+            Some(c) => qkv.clamp(-c, c)?,
+            None => qkv,
         };
-        let mut q = heads(q, self.n_heads)?;
-        let mut k = heads(k, self.n_kv_heads)?;
-        let mut v = heads(v, self.n_kv_heads)?;
-        if let Some(rope) = &ctx.rope {
-            q = rope.apply(&q)?;
-            k = rope.apply(&k)?;
-        }
+        let (q, mut k, mut v) = if qkv.dtype() == DType::F32 && self.qk_norm.is_none() {
+            // One pass per tensor from the fused projection to `[B, heads, T, Dh]`, rotated.
+            let split = |col0: usize, heads: usize, rotate: bool| -> Result<Tensor> {
+                let op = SplitHeads {
+                    b,
+                    t,
+                    heads,
+                    col0,
+                    dh: self.head_dim,
+                    rope: if rotate { ctx.rope.as_ref() } else { None },
+                };
+                Ok(qkv.apply_op1_no_bwd(&op)?)
+            };
+            (
+                split(0, self.n_heads, true)?,
+                split(qd, self.n_kv_heads, true)?,
+                split(qd + kvd, self.n_kv_heads, false)?,
+            )
+        } else {
+            self.split_heads_generic(&qkv, ctx)?
+        };
         if let Some(entry) = cache.as_deref_mut() {
             if let Some((pk, pv)) = entry.as_ref() {
                 k = Tensor::cat(&[pk, &k], 2)?;
@@ -570,6 +640,41 @@ impl Attention {
             .transpose(1, 2)?
             .reshape((b * t, self.n_heads * self.head_dim))?;
         self.o.forward(&out)
+    }
+
+    /// q, k, v as `[B, heads, T, Dh]`, rotated, through tensor operations (QK-norm, bf16).
+    fn split_heads_generic(&self, qkv: &Tensor, ctx: &AttnCtx) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, t) = (ctx.b, ctx.t);
+        let (qd, kvd) = (
+            self.n_heads * self.head_dim,
+            self.n_kv_heads * self.head_dim,
+        );
+        let mut q = qkv.narrow(1, 0, qd)?;
+        let mut k = qkv.narrow(1, qd, kvd)?;
+        let v = qkv.narrow(1, qd + kvd, kvd)?;
+        if let Some((qn, kn)) = &self.qk_norm {
+            q = qn.forward(&q)?;
+            k = kn.forward(&k)?;
+        }
+        let heads = |x: Tensor, h: usize| -> Result<Tensor> {
+            let x = x.contiguous()?;
+            if t == 1 {
+                // One position per row (a decode step): no transpose needed, and none wanted, since
+                // a transposed view with a unit dimension passes as contiguous with odd strides.
+                return Ok(x.reshape((b, h, 1, self.head_dim))?);
+            }
+            Ok(x.reshape((b, t, h, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let mut q = heads(q, self.n_heads)?;
+        let mut k = heads(k, self.n_kv_heads)?;
+        let v = heads(v, self.n_kv_heads)?;
+        if let Some(rope) = &ctx.rope {
+            q = rope.apply(&q)?;
+            k = rope.apply(&k)?;
+        }
+        Ok((q, k, v))
     }
 }
 
