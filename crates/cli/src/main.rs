@@ -8,6 +8,8 @@ use pretrace_model::{Batch, Capture, Checkpoint, Hook, LoadOptions, Logits, Mode
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+mod extract;
+
 #[derive(Parser)]
 #[command(
     name = "pretrace",
@@ -34,6 +36,11 @@ enum Command {
     Generate(GenerateArgs),
     /// Describe a checkpoint: architecture, sizes, weight dtype, parameters, tokenizer.
     Info(ModelArgs),
+    /// Run every row of each data file through every checkpoint of a suite and keep the residual
+    /// stream after each layer (last token by default) in a resumable activation store.
+    Extract(extract::ExtractArgs),
+    /// Build one of the paper's datasets from its public source as a statement,label CSV.
+    BuildDataset(extract::BuildArgs),
 }
 
 #[derive(Args)]
@@ -98,6 +105,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Forward(a) => forward(a),
         Command::Generate(a) => generate(a),
         Command::Info(a) => info(a),
+        Command::Extract(a) => extract::run_extract(a),
+        Command::BuildDataset(a) => extract::run_build(a),
     }
 }
 

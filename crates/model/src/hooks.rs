@@ -161,3 +161,80 @@ impl Hook for AddVector {
         Some(self.site)
     }
 }
+
+/// How a row's `[T, D]` activations at a site become one `[D]` vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// The row's last token (its last valid position): the paper's rule.
+    Last,
+    /// The mean over the row's tokens (padding excluded).
+    Mean,
+}
+
+/// Keeps one f32 vector per row at chosen sites, appending across forward calls: after a run,
+/// [`PoolRows::take`] gives `[rows, D]` row-major, rows in the order they were run.
+#[derive(Debug)]
+pub struct PoolRows {
+    sites: Vec<Site>,
+    rule: Pool,
+    got: BTreeMap<Site, Vec<f32>>,
+}
+
+impl PoolRows {
+    pub fn new(sites: impl IntoIterator<Item = Site>, rule: Pool) -> Self {
+        PoolRows {
+            sites: sites.into_iter().collect(),
+            rule,
+            got: BTreeMap::new(),
+        }
+    }
+
+    /// The pooled rows at `site`, `[rows · D]` row-major; an error if the site never fired.
+    pub fn take(&mut self, site: Site) -> Result<Vec<f32>> {
+        self.got.remove(&site).ok_or_else(|| never_fired(site))
+    }
+}
+
+impl Hook for PoolRows {
+    fn at(&mut self, site: Site, x: Tensor, ctx: &SiteCtx) -> Result<Tensor> {
+        if !self.sites.contains(&site) {
+            return Ok(x);
+        }
+        let (b, t, d) = x.dims3()?;
+        let out = self.got.entry(site).or_default();
+        match self.rule {
+            Pool::Last => {
+                let idx: Vec<u32> = ctx
+                    .valid
+                    .iter()
+                    .enumerate()
+                    .map(|(r, row)| (r * t + row.iter().rposition(|&v| v).unwrap_or(t - 1)) as u32)
+                    .collect();
+                let idx = Tensor::from_vec(idx, b, x.device())?;
+                let rows = x.reshape((b * t, d))?.index_select(&idx, 0)?;
+                out.extend(rows.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
+            }
+            Pool::Mean => {
+                let all = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                for (r, row) in ctx.valid.iter().enumerate() {
+                    let mut acc = vec![0f64; d];
+                    let mut n = 0usize;
+                    for (j, _) in row.iter().enumerate().filter(|(_, &v)| v) {
+                        for (a, v) in acc
+                            .iter_mut()
+                            .zip(&all[(r * t + j) * d..(r * t + j + 1) * d])
+                        {
+                            *a += *v as f64;
+                        }
+                        n += 1;
+                    }
+                    out.extend(acc.iter().map(|a| (a / n.max(1) as f64) as f32));
+                }
+            }
+        }
+        Ok(x)
+    }
+    fn last_site(&self) -> Option<Site> {
+        self.sites.iter().copied().max_by_key(|s| s.order_key())
+    }
+}

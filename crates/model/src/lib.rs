@@ -29,7 +29,9 @@ pub mod weights;
 
 pub use arch::ModelConfig;
 pub use error::{ModelError, Result};
-pub use hooks::{AddVector, Capture, Hook, Positions, SiteCtx};
-pub use model::{argmax_rows, Batch, Checkpoint, KvCache, LoadOptions, Logits, Model, Padding};
+pub use hooks::{AddVector, Capture, Hook, Pool, PoolRows, Positions, SiteCtx};
+pub use model::{
+    argmax_rows, Batch, BlockRef, Checkpoint, KvCache, LoadOptions, Logits, Model, Padding,
+};
 pub use site::Site;
 pub use tokenizer::Tokenizer;

@@ -1,7 +1,7 @@
 //! The model: loading a checkpoint, the one decoder loop that owns every hook site, and greedy
 //! generation with a KV cache.
 
-use crate::arch::{self, BuildCtx, ModelConfig, Parts};
+use crate::arch::{self, BlockFn, BuildCtx, ModelConfig, Parts};
 use crate::error::{ModelError, Result};
 use crate::hooks::{Hook, SiteCtx};
 use crate::layers::{AttnCtx, Block, KvEntry, Linear, Norm, Residual, Rope};
@@ -9,7 +9,9 @@ use crate::site::Site;
 use crate::tokenizer::Tokenizer;
 use crate::weights::{find_weight_files, Weights};
 use candle_core::{DType, Device, IndexOp, Tensor};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// How to load a checkpoint.
 #[derive(Debug, Clone)]
@@ -46,6 +48,34 @@ pub struct Model {
     pub parameters: usize,
     /// The checkpoint directory or GGUF file.
     pub source: PathBuf,
+    /// Set when the model streams its blocks from disk instead of holding them.
+    stream: Option<Stream>,
+}
+
+/// What a streamed model keeps to build its blocks one at a time.
+struct Stream {
+    block: BlockFn,
+    config: serde_json::Value,
+    config_path: PathBuf,
+    files: Vec<PathBuf>,
+    /// Tensors used (or deliberately ignored) so far, for the end-of-run completeness check.
+    used: Mutex<BTreeSet<String>>,
+}
+
+/// A block held by the model, or built for one use by a streamed model.
+pub enum BlockRef<'a> {
+    Held(&'a Block),
+    Built(Box<Block>),
+}
+
+impl std::ops::Deref for BlockRef<'_> {
+    type Target = Block;
+    fn deref(&self) -> &Block {
+        match self {
+            BlockRef::Held(b) => b,
+            BlockRef::Built(b) => b,
+        }
+    }
 }
 
 /// A loaded checkpoint: the model and its tokenizer (if it has one).
@@ -152,9 +182,64 @@ impl KvCache {
 /// key (a padding query) stays finite.
 const MASKED: f32 = -1e30;
 
+/// State of one forward call that every block shares.
+struct Run {
+    actx: AttnCtx,
+    valid: Vec<Vec<bool>>,
+    past_len: usize,
+    positions: Vec<Vec<usize>>,
+    d: usize,
+}
+
+/// Calls every hook at `site` on `x` (`[B·T, D]`, seen by hooks as `[B, T, D]`).
+fn at(hooks: &mut [&mut dyn Hook], site: Site, x: Tensor, run: &Run) -> Result<Tensor> {
+    if hooks.is_empty() {
+        return Ok(x);
+    }
+    let (b, t) = (run.actx.b, run.actx.t);
+    let sctx = SiteCtx {
+        valid: &run.valid,
+        past_len: run.past_len,
+    };
+    let mut x = x.reshape((b, t, run.d))?;
+    for h in hooks.iter_mut() {
+        x = h.at(site, x, &sctx)?;
+    }
+    Ok(x.reshape((b * t, run.d))?)
+}
+
+/// Blocks a run without logits needs: up to the deepest site any hook asks for.
+fn blocks_needed(hooks: &[&mut dyn Hook], n_layers: usize) -> usize {
+    hooks
+        .iter()
+        .map(|h| {
+            h.last_site()
+                .map_or(n_layers, |s| s.blocks_needed(n_layers))
+        })
+        .max()
+        .unwrap_or(n_layers)
+}
+
 impl Model {
     /// Loads a checkpoint directory (config.json + weights + tokenizer.json) or a `.gguf` file.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Checkpoint> {
+        Self::load_impl(path, opts, false)
+    }
+
+    /// Loads only the embeddings, final norm and head of a checkpoint directory; each block is read
+    /// from disk when a forward pass reaches it and freed after ([`Model::forward_blockwise`] reads
+    /// each block once for many batches). Memory holds one block at a time, so checkpoints larger
+    /// than RAM can be run. GGUF files are dequantized into memory whole and load as usual.
+    pub fn load_streamed(path: &Path, opts: &LoadOptions) -> Result<Checkpoint> {
+        Self::load_impl(path, opts, true)
+    }
+
+    /// Whether blocks are read from disk on use.
+    pub fn is_streamed(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    fn load_impl(path: &Path, opts: &LoadOptions, streamed: bool) -> Result<Checkpoint> {
         if !path.exists() {
             return Err(ModelError::NotFound(path.to_path_buf()));
         }
@@ -187,7 +272,7 @@ impl Model {
         })?;
         let files = find_weight_files(path)?;
         let weights = Weights::open(path, &files, opts.dtype, &opts.device)?;
-        let model = Self::build(&config, &config_path, &weights)?;
+        let model = Self::assemble(&config, &config_path, &weights, streamed.then_some(files))?;
         let tokenizer = model.tokenizer_json(&path.join("tokenizer.json"))?;
         Ok(Checkpoint { model, tokenizer })
     }
@@ -229,6 +314,16 @@ impl Model {
         config_path: &Path,
         weights: &Weights,
     ) -> Result<Model> {
+        Self::assemble(config, config_path, weights, None)
+    }
+
+    /// Builds a model; with `stream_files`, only its stem, the blocks to be read from those files.
+    fn assemble(
+        config: &serde_json::Value,
+        config_path: &Path,
+        weights: &Weights,
+        stream_files: Option<Vec<PathBuf>>,
+    ) -> Result<Model> {
         let model_type = config
             .get("model_type")
             .and_then(|v| v.as_str())
@@ -256,15 +351,34 @@ impl Model {
             weights,
         };
         let Parts {
-            config,
+            config: cfg,
             embed,
             pos_embed,
-            blocks,
+            block,
             final_norm,
             lm_head,
             rope,
         } = (spec.build)(&ctx)?;
-        weights.finish(&config.arch)?;
+        let (blocks, stream) = match stream_files {
+            None => {
+                let blocks = (0..cfg.n_layers)
+                    .map(|l| block(&ctx, l))
+                    .collect::<Result<Vec<_>>>()?;
+                weights.finish(&cfg.arch)?;
+                (blocks, None)
+            }
+            Some(files) => (
+                Vec::new(),
+                Some(Stream {
+                    block,
+                    config: config.clone(),
+                    config_path: config_path.to_path_buf(),
+                    files,
+                    used: Mutex::new(weights.used_names()),
+                }),
+            ),
+        };
+        let config = cfg;
         Ok(Model {
             config,
             embed,
@@ -278,7 +392,48 @@ impl Model {
             weight_dtype: weights.stored_dtype().unwrap_or(DType::F32),
             parameters: weights.parameter_count(),
             source: weights.origin.clone(),
+            stream,
         })
+    }
+
+    /// Block `l`: the held one, or for a streamed model one read from disk now (the weight files
+    /// are mapped for the read and unmapped after).
+    pub fn block(&self, l: usize) -> Result<BlockRef<'_>> {
+        let Some(s) = &self.stream else {
+            return self.blocks.get(l).map(BlockRef::Held).ok_or_else(|| {
+                ModelError::Invalid(format!(
+                    "block {l} does not exist: the model has {} layers",
+                    self.config.n_layers
+                ))
+            });
+        };
+        let w = Weights::open(&self.source, &s.files, self.dtype, &self.device)?;
+        let ctx = BuildCtx {
+            config: &s.config,
+            config_path: &s.config_path,
+            weights: &w,
+        };
+        let block = (s.block)(&ctx, l)?;
+        s.used
+            .lock()
+            .map_err(|_| ModelError::Invalid("weight bookkeeping poisoned".into()))?
+            .extend(w.used_names());
+        Ok(BlockRef::Built(Box::new(block)))
+    }
+
+    /// For a streamed model that has read every block: fails if a stored tensor was never used
+    /// (the check a whole load makes up front). A no-op for a model loaded whole.
+    pub fn check_all_weights_used(&self) -> Result<()> {
+        let Some(s) = &self.stream else {
+            return Ok(());
+        };
+        let w = Weights::open(&self.source, &s.files, self.dtype, &self.device)?;
+        let used = s
+            .used
+            .lock()
+            .map_err(|_| ModelError::Invalid("weight bookkeeping poisoned".into()))?;
+        w.mark_used(used.iter().cloned());
+        w.finish(&self.config.arch)
     }
 
     /// Parameters outside the embedding tables (what the FLOP count of a forward pass scales with).
@@ -299,48 +454,118 @@ impl Model {
         logits: Logits,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Option<Tensor>> {
+        let n_layers = self.config.n_layers;
+        let blocks_needed = match logits {
+            Logits::None => blocks_needed(hooks, n_layers),
+            _ => n_layers,
+        };
+        let run = self.prepare(batch, cache.as_deref_mut())?;
+        let mut x = self.embed_batch(batch, &run, hooks)?;
+        for l in 0..blocks_needed {
+            let block = self.block(l)?;
+            let mut entry = cache.as_deref_mut().map(|c| &mut c.layers[l]);
+            x = self.block_step(l, &block, x, &run, hooks, &mut entry)?;
+        }
+        let wants_final = logits != Logits::None
+            || hooks
+                .iter()
+                .any(|h| h.last_site().is_none_or(|s| s == Site::FinalNorm));
+        if !wants_final {
+            return Ok(None);
+        }
+        let (b, t, vocab) = (run.actx.b, run.actx.t, self.config.vocab_size);
+        let x = at(hooks, Site::FinalNorm, self.final_norm.forward(&x)?, &run)?;
+        let x = match logits {
+            Logits::None => return Ok(None),
+            Logits::All => x,
+            Logits::Last => {
+                let last: Vec<u32> = batch
+                    .valid
+                    .iter()
+                    .enumerate()
+                    .map(|(r, row)| (r * t + row.iter().rposition(|&v| v).unwrap_or(t - 1)) as u32)
+                    .collect();
+                x.index_select(&Tensor::from_vec(last, b, &self.device)?, 0)?
+            }
+        };
+        let out = self.lm_head.forward(&x)?.to_dtype(DType::F32)?;
+        Ok(Some(match logits {
+            Logits::All => out.reshape((b, t, vocab))?,
+            _ => out,
+        }))
+    }
+
+    /// Runs several batches through the blocks the hooks need, block by block: each block is built
+    /// once (read from disk, for a streamed model) and every batch passes through it before the next
+    /// block is built and this one freed. `hooks[i]` observes `batches[i]`. Activations only: no
+    /// final norm, no logits. `on_block(l)` is called after block `l` has seen every batch.
+    ///
+    /// Peak memory is one block's weights plus every batch's residual stream `[B, T, d_model]`.
+    pub fn forward_blockwise(
+        &self,
+        batches: &[Batch],
+        hooks: &mut [&mut dyn Hook],
+        on_block: &mut dyn FnMut(usize),
+    ) -> Result<()> {
+        if hooks.len() != batches.len() {
+            return Err(ModelError::Invalid(format!(
+                "forward_blockwise needs one hook per batch: {} batches, {} hooks",
+                batches.len(),
+                hooks.len()
+            )));
+        }
+        let n = blocks_needed(hooks, self.config.n_layers);
+        let mut runs = Vec::with_capacity(batches.len());
+        let mut xs = Vec::with_capacity(batches.len());
+        for (batch, hook) in batches.iter().zip(hooks.iter_mut()) {
+            let run = self.prepare(batch, None)?;
+            xs.push(self.embed_batch(batch, &run, std::slice::from_mut(hook))?);
+            runs.push(run);
+        }
+        for l in 0..n {
+            let block = self.block(l)?;
+            for ((x, run), hook) in xs.iter_mut().zip(&runs).zip(hooks.iter_mut()) {
+                let cur = x.clone();
+                *x = self.block_step(l, &block, cur, run, std::slice::from_mut(hook), &mut None)?;
+            }
+            drop(block);
+            on_block(l);
+        }
+        Ok(())
+    }
+
+    /// The per-call state every block shares: positions, mask, rotary tables, validity.
+    fn prepare(&self, batch: &Batch, cache: Option<&mut KvCache>) -> Result<Run> {
         let (b, t) = (batch.rows(), batch.len());
         if b == 0 || t == 0 {
             return Err(ModelError::Invalid(
                 "forward needs at least one row of at least one token".into(),
             ));
         }
-        let n_layers = self.config.n_layers;
         let vocab = self.config.vocab_size;
         if let Some(bad) = batch.ids.iter().flatten().find(|&&i| i as usize >= vocab) {
             return Err(ModelError::Invalid(format!(
                 "token id {bad} is out of range for a vocabulary of {vocab}"
             )));
         }
-        let blocks_needed = match logits {
-            Logits::None => hooks
-                .iter()
-                .map(|h| {
-                    h.last_site()
-                        .map_or(n_layers, |s| s.blocks_needed(n_layers))
-                })
-                .max()
-                .unwrap_or(n_layers),
-            _ => n_layers,
-        };
         // Cached state: earlier positions and their validity.
         let past_len = cache.as_ref().map_or(0, |c| c.len());
-        if let Some(c) = cache.as_deref_mut() {
-            if c.layers.is_empty() {
-                c.layers = vec![None; n_layers];
-                c.valid = vec![Vec::new(); b];
-            } else if c.valid.len() != b {
-                return Err(ModelError::Invalid(format!(
-                    "KV cache holds {} rows, the batch has {b}",
-                    c.valid.len()
-                )));
+        let key_valid: Vec<Vec<bool>> = match cache {
+            Some(c) => {
+                if c.layers.is_empty() {
+                    c.layers = vec![None; self.config.n_layers];
+                    c.valid = vec![Vec::new(); b];
+                } else if c.valid.len() != b {
+                    return Err(ModelError::Invalid(format!(
+                        "KV cache holds {} rows, the batch has {b}",
+                        c.valid.len()
+                    )));
+                }
+                for (cv, bv) in c.valid.iter_mut().zip(&batch.valid) {
+                    cv.extend_from_slice(bv);
+                }
+                c.valid.clone()
             }
-            for (cv, bv) in c.valid.iter_mut().zip(&batch.valid) {
-                cv.extend_from_slice(bv);
-            }
-        }
-        let key_valid: Vec<Vec<bool>> = match cache.as_deref() {
-            Some(c) => c.valid.clone(),
             None => batch.valid.clone(),
         };
         // Positions count the valid tokens before each one, so left padding does not shift them.
@@ -351,15 +576,9 @@ impl Model {
                 let all: Vec<usize> = row
                     .iter()
                     .map(|&v| {
-                        let p = n;
-                        if v {
-                            n += 1;
-                        }
-                        if v {
-                            p
-                        } else {
-                            0
-                        }
+                        let p = if v { n } else { 0 };
+                        n += v as usize;
+                        p
                     })
                     .collect();
                 all[past_len..].to_vec()
@@ -382,82 +601,66 @@ impl Model {
             Some(r) => Some(r.tables_for(&positions, self.dtype, &self.device)?),
             None => None,
         };
-        let actx = AttnCtx {
-            b,
-            t,
-            rope,
-            mask,
-            mask_host,
-        };
-        let sctx = SiteCtx {
-            valid: &batch.valid,
+        Ok(Run {
+            actx: AttnCtx {
+                b,
+                t,
+                rope,
+                mask,
+                mask_host,
+            },
+            valid: batch.valid.clone(),
             past_len,
-        };
-        let d = self.config.d_model;
-        let at = |hooks: &mut [&mut dyn Hook], site: Site, x: Tensor| -> Result<Tensor> {
-            let mut x = x.reshape((b, t, d))?;
-            for h in hooks.iter_mut() {
-                x = h.at(site, x, &sctx)?;
-            }
-            Ok(x.reshape((b * t, d))?)
-        };
+            positions,
+            d: self.config.d_model,
+        })
+    }
 
+    /// Token (and learned position) embeddings, `[B·T, D]`.
+    fn embed_batch(&self, batch: &Batch, run: &Run, hooks: &mut [&mut dyn Hook]) -> Result<Tensor> {
+        let (b, t) = (run.actx.b, run.actx.t);
         let flat: Vec<u32> = batch.ids.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat, b * t, &self.device)?;
-        let mut x = at(hooks, Site::Embed, self.embed.index_select(&ids, 0)?)?;
+        let mut x = at(hooks, Site::Embed, self.embed.index_select(&ids, 0)?, run)?;
         if let Some(pe) = &self.pos_embed {
-            let pos: Vec<u32> = positions.iter().flatten().map(|&p| p as u32).collect();
+            let pos: Vec<u32> = run.positions.iter().flatten().map(|&p| p as u32).collect();
             let pos = Tensor::from_vec(pos, b * t, &self.device)?;
-            let p = at(hooks, Site::PosEmbed, pe.index_select(&pos, 0)?)?;
+            let p = at(hooks, Site::PosEmbed, pe.index_select(&pos, 0)?, run)?;
             x = (x + p)?;
         }
-        for (l, block) in self.blocks.iter().enumerate().take(blocks_needed) {
-            let mut entry = cache.as_deref_mut().map(|c| &mut c.layers[l]);
-            x = at(hooks, Site::ResidPre(l), x)?;
-            let a = at(
-                hooks,
-                Site::AttnOut(l),
-                block.attn_out(&x, &actx, &mut entry)?,
-            )?;
-            x = match block.residual {
-                Residual::Sequential => {
-                    let mid = at(hooks, Site::ResidMid(l), (&x + &a)?)?;
-                    let m = at(hooks, Site::MlpOut(l), block.mlp_out(&mid)?)?;
-                    (&mid + &m)?
-                }
-                Residual::Parallel => {
-                    let m = at(hooks, Site::MlpOut(l), block.mlp_out(&x)?)?;
-                    ((&x + &a)? + &m)?
-                }
-            };
-            x = at(hooks, Site::ResidPost(l), x)?;
-        }
-        let wants_final = logits != Logits::None
-            || hooks
-                .iter()
-                .any(|h| h.last_site().is_none_or(|s| s == Site::FinalNorm));
-        if !wants_final {
-            return Ok(None);
-        }
-        let x = at(hooks, Site::FinalNorm, self.final_norm.forward(&x)?)?;
-        let x = match logits {
-            Logits::None => return Ok(None),
-            Logits::All => x,
-            Logits::Last => {
-                let last: Vec<u32> = batch
-                    .valid
-                    .iter()
-                    .enumerate()
-                    .map(|(r, row)| (r * t + row.iter().rposition(|&v| v).unwrap_or(t - 1)) as u32)
-                    .collect();
-                x.index_select(&Tensor::from_vec(last, b, &self.device)?, 0)?
+        Ok(x)
+    }
+
+    /// The decoder loop's body: block `l` reads and writes the residual stream `[B·T, D]`, and every
+    /// hook site of the block fires here and nowhere else.
+    fn block_step(
+        &self,
+        l: usize,
+        block: &Block,
+        x: Tensor,
+        run: &Run,
+        hooks: &mut [&mut dyn Hook],
+        entry: &mut Option<&mut KvEntry>,
+    ) -> Result<Tensor> {
+        let x = at(hooks, Site::ResidPre(l), x, run)?;
+        let a = at(
+            hooks,
+            Site::AttnOut(l),
+            block.attn_out(&x, &run.actx, entry)?,
+            run,
+        )?;
+        let x = match block.residual {
+            Residual::Sequential => {
+                let mid = at(hooks, Site::ResidMid(l), (&x + &a)?, run)?;
+                let m = at(hooks, Site::MlpOut(l), block.mlp_out(&mid)?, run)?;
+                (&mid + &m)?
+            }
+            Residual::Parallel => {
+                let m = at(hooks, Site::MlpOut(l), block.mlp_out(&x)?, run)?;
+                ((&x + &a)? + &m)?
             }
         };
-        let out = self.lm_head.forward(&x)?.to_dtype(DType::F32)?;
-        Ok(Some(match logits {
-            Logits::All => out.reshape((b, t, vocab))?,
-            _ => out,
-        }))
+        at(hooks, Site::ResidPost(l), x, run)
     }
 
     /// `[B, 1, T, S]` additive mask: causal over the padded layout, padding keys masked, and the

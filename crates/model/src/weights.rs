@@ -269,6 +269,18 @@ impl Weights {
         }
     }
 
+    /// Names of the tensors used or ignored so far.
+    pub fn used_names(&self) -> BTreeSet<String> {
+        self.used.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+
+    /// Records tensors as used (by an earlier reader of the same files).
+    pub fn mark_used(&self, names: impl IntoIterator<Item = String>) {
+        if let Ok(mut used) = self.used.lock() {
+            used.extend(names);
+        }
+    }
+
     /// Fails if any tensor was neither used nor ignored.
     pub fn finish(&self, arch: &str) -> Result<()> {
         let used = self

@@ -14,7 +14,7 @@ pub const SPEC: ArchSpec = ArchSpec {
     build,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Raw {
     n_embd: usize,
     n_layer: usize,
@@ -90,8 +90,9 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
         .unwrap_or("transformer.");
     let embed = w.get(&format!("{p}wte.weight"), &[c.vocab_size, d], arch)?;
     let pos = w.get(&format!("{p}wpe.weight"), &[c.n_positions, d], arch)?;
-    let mut blocks = Vec::with_capacity(c.n_layer);
-    for l in 0..c.n_layer {
+    let cfg = c.clone();
+    let block = move |ctx: &BuildCtx, l: usize| -> Result<Block> {
+        let c = &cfg;
         let b = format!("{p}h.{l}");
         let [q, k, v] = split_c_attn(ctx, &format!("{b}.attn.c_attn"), d)?;
         let mut scale = if c.scale_attn_weights {
@@ -115,7 +116,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             proj: conv1d(ctx, &format!("{b}.mlp.c_proj"), inner, d)?,
             act,
         };
-        blocks.push(Block {
+        Ok(Block {
             pre_attn: Some(layer_norm(
                 ctx,
                 arch,
@@ -135,8 +136,8 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             mlp,
             post_mlp: None,
             residual: Residual::Sequential,
-        });
-    }
+        })
+    };
     let final_norm = layer_norm(ctx, arch, &format!("{p}ln_f"), d, c.layer_norm_epsilon)?;
     // GPT-2's head is always the token embedding; causal-mask buffers are recomputed.
     w.ignore(|n| {
@@ -160,7 +161,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
         lm_head: embed.clone(),
         embed,
         pos_embed: Some(pos),
-        blocks,
+        block: Box::new(block),
         final_norm,
         rope: None,
     })

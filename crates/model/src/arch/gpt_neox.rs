@@ -18,7 +18,7 @@ pub const SPEC: ArchSpec = ArchSpec {
     build,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Raw {
     hidden_size: usize,
     intermediate_size: usize,
@@ -86,8 +86,10 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
     }
     let w = ctx.weights;
     let embed = w.get("gpt_neox.embed_in.weight", &[c.vocab_size, d], arch)?;
-    let mut blocks = Vec::with_capacity(c.num_hidden_layers);
-    for l in 0..c.num_hidden_layers {
+    let cfg = c.clone();
+    let block = move |ctx: &BuildCtx, l: usize| -> Result<Block> {
+        let c = &cfg;
+        let w = ctx.weights;
         let b = format!("gpt_neox.layers.{l}");
         let qkv = format!("{b}.attention.query_key_value");
         let fw = w.get(&format!("{qkv}.weight"), &[3 * d, d], arch)?;
@@ -125,7 +127,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             )?,
             act,
         };
-        blocks.push(Block {
+        Ok(Block {
             pre_attn: Some(layer_norm(
                 ctx,
                 arch,
@@ -149,8 +151,8 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             } else {
                 Residual::Sequential
             },
-        });
-    }
+        })
+    };
     let final_norm = layer_norm(ctx, arch, "gpt_neox.final_layer_norm", d, c.layer_norm_eps)?;
     let lm_head = lm_head(
         ctx,
@@ -184,7 +186,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
         },
         embed,
         pos_embed: None,
-        blocks,
+        block: Box::new(block),
         final_norm,
         lm_head,
         rope: Some(Rope::new(rot, rope.theta, rope.linear_factor)),

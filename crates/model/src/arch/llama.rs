@@ -15,7 +15,7 @@ pub const SPEC: ArchSpec = ArchSpec {
     build,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Raw {
     model_type: String,
     hidden_size: usize,
@@ -79,8 +79,10 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
         .detect_prefix(&["model.", ""], "embed_tokens.weight")
         .unwrap_or("model.");
     let embed = w.get(&format!("{p}embed_tokens.weight"), &[c.vocab_size, d], arch)?;
-    let mut blocks = Vec::with_capacity(c.num_hidden_layers);
-    for l in 0..c.num_hidden_layers {
+    let cfg = c.clone();
+    let block = move |ctx: &BuildCtx, l: usize| -> Result<Block> {
+        let c = &cfg;
+        let arch = c.model_type.as_str();
         let b = format!("{p}layers.{l}");
         let attn = super::llama_attention(
             ctx,
@@ -102,7 +104,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             c.mlp_bias,
             act,
         )?;
-        blocks.push(Block {
+        Ok(Block {
             pre_attn: Some(rms_norm(
                 ctx,
                 arch,
@@ -122,8 +124,8 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             mlp,
             post_mlp: None,
             residual: Residual::Sequential,
-        });
-    }
+        })
+    };
     let final_norm = rms_norm(ctx, arch, &format!("{p}norm"), d, c.rms_norm_eps)?;
     let lm_head = lm_head(
         ctx,
@@ -153,7 +155,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
         },
         embed,
         pos_embed: None,
-        blocks,
+        block: Box::new(block),
         final_norm,
         lm_head,
         rope: Some(Rope::new(hd, rope.theta, rope.linear_factor)),

@@ -71,6 +71,9 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
 }
 
+/// Builds one block from a build context and a layer index.
+pub type BlockFn = Box<dyn Fn(&BuildCtx, usize) -> Result<Block> + Send + Sync>;
+
 /// What a builder returns: the model's parts.
 pub struct Parts {
     pub config: ModelConfig,
@@ -78,7 +81,9 @@ pub struct Parts {
     pub embed: Tensor,
     /// `[P, D]` learned positions (GPT-2).
     pub pos_embed: Option<Tensor>,
-    pub blocks: Vec<Block>,
+    /// Builds block `l` from the weights in the context it is given: called for every layer when a
+    /// model loads whole, or one block at a time when it streams (see [`crate::Model::load_streamed`]).
+    pub block: BlockFn,
     pub final_norm: Norm,
     /// `[V, D]`; the embedding itself when tied.
     pub lm_head: Tensor,

@@ -17,7 +17,7 @@ pub const SPEC: ArchSpec = ArchSpec {
 /// `OlmoLayerNorm` hard-codes eps = 1e-5.
 const OLMO_LN_EPS: f64 = 1e-5;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Raw {
     hidden_size: usize,
     intermediate_size: usize,
@@ -51,8 +51,10 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
     let w = ctx.weights;
     let ln = || Norm::layer_no_params(d, OLMO_LN_EPS, w.dtype, &w.device);
     let embed = w.get("model.embed_tokens.weight", &[c.vocab_size, d], arch)?;
-    let mut blocks = Vec::with_capacity(c.num_hidden_layers);
-    for l in 0..c.num_hidden_layers {
+    let cfg = c.clone();
+    let block = move |ctx: &BuildCtx, l: usize| -> Result<Block> {
+        let c = &cfg;
+        let ln = || Norm::layer_no_params(d, OLMO_LN_EPS, ctx.weights.dtype, &ctx.weights.device);
         let b = format!("model.layers.{l}");
         let mut attn = super::llama_attention(
             ctx,
@@ -75,7 +77,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             false,
             act,
         )?;
-        blocks.push(Block {
+        Ok(Block {
             pre_attn: Some(ln()?),
             attn,
             post_attn: None,
@@ -83,8 +85,8 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             mlp,
             post_mlp: None,
             residual: Residual::Sequential,
-        });
-    }
+        })
+    };
     let lm_head = lm_head(
         ctx,
         arch,
@@ -112,7 +114,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
         },
         embed,
         pos_embed: None,
-        blocks,
+        block: Box::new(block),
         final_norm: ln()?,
         lm_head,
         rope: Some(Rope::new(hd, rope.theta, rope.linear_factor)),

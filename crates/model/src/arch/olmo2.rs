@@ -16,7 +16,7 @@ pub const SPEC: ArchSpec = ArchSpec {
     build,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct Raw {
     hidden_size: usize,
     intermediate_size: usize,
@@ -54,8 +54,9 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
     let rope = rope_spec(ctx, &["rope_theta"], None)?;
     let w = ctx.weights;
     let embed = w.get("model.embed_tokens.weight", &[c.vocab_size, d], arch)?;
-    let mut blocks = Vec::with_capacity(c.num_hidden_layers);
-    for l in 0..c.num_hidden_layers {
+    let cfg = c.clone();
+    let block = move |ctx: &BuildCtx, l: usize| -> Result<Block> {
+        let c = &cfg;
         let b = format!("model.layers.{l}");
         let mut attn = super::llama_attention(
             ctx,
@@ -81,7 +82,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             false,
             act,
         )?;
-        blocks.push(Block {
+        Ok(Block {
             pre_attn: None,
             attn,
             post_attn: Some(rms_norm(
@@ -101,8 +102,8 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
                 eps,
             )?),
             residual: Residual::Sequential,
-        });
-    }
+        })
+    };
     let final_norm = rms_norm(ctx, arch, "model.norm", d, eps)?;
     let lm_head = lm_head(
         ctx,
@@ -131,7 +132,7 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
         },
         embed,
         pos_embed: None,
-        blocks,
+        block: Box::new(block),
         final_norm,
         lm_head,
         rope: Some(Rope::new(hd, rope.theta, rope.linear_factor)),

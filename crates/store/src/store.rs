@@ -1,0 +1,509 @@
+//! The store directory: format marker, entries, atomic writes.
+
+use crate::manifest::Manifest;
+use safetensors::{Dtype, SafeTensors, View};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The store layout version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT_NAME: &str = "pretrace-activation-store";
+const MARKER: &str = "store.json";
+const ACTIVATIONS: &str = "activations.safetensors";
+const MANIFEST: &str = "manifest.json";
+/// Temporary entries start with this; they are never read and are cleared when a store is opened
+/// for writing.
+const TMP_PREFIX: &str = ".tmp-";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {msg}", path.display())]
+    At { path: PathBuf, msg: String },
+}
+
+impl StoreError {
+    fn at(path: &Path, msg: impl Into<String>) -> StoreError {
+        StoreError::At {
+            path: path.to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// How stored activations are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreDType {
+    F32,
+    F16,
+}
+
+impl StoreDType {
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreDType::F32 => "f32",
+            StoreDType::F16 => "f16",
+        }
+    }
+}
+
+/// A dense row-major f32 matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl Matrix {
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+}
+
+/// One entry read back.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub manifest: Manifest,
+    /// Layer → `[rows, d_model]` activations (f16 entries are widened to f32).
+    pub layers: BTreeMap<usize, Matrix>,
+    /// `[rows]`, -1 where unlabeled.
+    pub labels: Vec<i64>,
+    /// `[rows]`: tokens each row was run with.
+    pub tokens: Vec<i64>,
+}
+
+/// An activation store rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Marker {
+    format: String,
+    version: u32,
+    tool: String,
+}
+
+fn io(path: &Path, what: &str, e: std::io::Error) -> StoreError {
+    StoreError::at(path, format!("{what}: {e}"))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = dir.join(format!("{TMP_PREFIX}{}-{name}", std::process::id()));
+    let res = (|| {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(path, "cannot write", e)
+    })
+}
+
+fn sync_dir(dir: &Path) {
+    // Make the rename durable; not all filesystems allow syncing a directory.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// A tensor held as bytes, for the safetensors writer.
+struct Raw<'a> {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Cow<'a, [u8]>,
+}
+
+impl View for Raw<'_> {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn f32_bytes(v: &[f32], dtype: StoreDType) -> Vec<u8> {
+    match dtype {
+        StoreDType::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        StoreDType::F16 => v
+            .iter()
+            .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+            .collect(),
+    }
+}
+
+impl Store {
+    /// Opens a store for writing, creating it if needed. Fails if the directory holds something
+    /// that is not a store, a store of another format version, or cannot be written. Clears
+    /// temporary entries a killed run left.
+    pub fn create(root: &Path, tool: &str) -> Result<Store> {
+        std::fs::create_dir_all(root).map_err(|e| {
+            io(
+                root,
+                "cannot create the store directory (choose a writable --out)",
+                e,
+            )
+        })?;
+        let marker = root.join(MARKER);
+        if marker.is_file() {
+            check_marker(&marker)?;
+        } else {
+            let nonempty = std::fs::read_dir(root)
+                .map_err(|e| io(root, "cannot list", e))?
+                .filter_map(|e| e.ok())
+                .any(|e| !e.file_name().to_string_lossy().starts_with(TMP_PREFIX));
+            if nonempty {
+                return Err(StoreError::at(
+                    root,
+                    format!("not an activation store (no {MARKER}) and not empty; choose a new or empty --out directory"),
+                ));
+            }
+            let m = Marker {
+                format: FORMAT_NAME.into(),
+                version: FORMAT_VERSION,
+                tool: tool.into(),
+            };
+            let text = serde_json::to_string_pretty(&m).unwrap_or_default();
+            write_atomic(&marker, text.as_bytes()).map_err(|e| {
+                StoreError::at(
+                    root,
+                    format!("cannot write the store (choose a writable --out): {e}"),
+                )
+            })?;
+        }
+        let store = Store {
+            root: root.to_path_buf(),
+        };
+        store.clear_tmp()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store for reading.
+    pub fn open(root: &Path) -> Result<Store> {
+        let marker = root.join(MARKER);
+        if !marker.is_file() {
+            return Err(StoreError::at(
+                root,
+                format!("not an activation store: {MARKER} is missing; give the --out directory of `pretrace extract`"),
+            ));
+        }
+        check_marker(&marker)?;
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn clear_tmp(&self) -> Result<()> {
+        let walk = |dir: &Path| -> Vec<PathBuf> {
+            std::fs::read_dir(dir)
+                .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                .unwrap_or_default()
+        };
+        for p in walk(&self.root) {
+            let is_tmp = |p: &Path| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(TMP_PREFIX))
+            };
+            if is_tmp(&p) {
+                remove_any(&p)?;
+            } else if p.is_dir() {
+                for q in walk(&p).into_iter().filter(|q| is_tmp(q)) {
+                    remove_any(&q)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory of one entry.
+    pub fn entry_dir(&self, checkpoint: &str, dataset: &str) -> PathBuf {
+        self.root.join(checkpoint).join(dataset)
+    }
+
+    /// The manifest of a complete entry, if there is one.
+    pub fn manifest(&self, checkpoint: &str, dataset: &str) -> Result<Option<Manifest>> {
+        let path = self.entry_dir(checkpoint, dataset).join(MANIFEST);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, "cannot read", e))?;
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| {
+            StoreError::at(
+                &path,
+                format!("not a manifest this version reads ({e}); delete the entry to redo it"),
+            )
+        })?;
+        if m.store_format != FORMAT_VERSION {
+            return Err(StoreError::at(
+                &path,
+                format!(
+                    "written in store format {} by {}; this pretrace reads format {FORMAT_VERSION}; use a new --out directory",
+                    m.store_format, m.tool
+                ),
+            ));
+        }
+        Ok(Some(m))
+    }
+
+    /// Whether the entry exists and was produced from the same inputs as `want`.
+    pub fn is_current(&self, want: &Manifest) -> Result<bool> {
+        Ok(self
+            .manifest(&want.checkpoint.name, &want.dataset.name)?
+            .is_some_and(|m| m.same_inputs(want)))
+    }
+
+    /// Writes an entry: `layers` maps each layer to its `[rows, d_model]` activations (row-major).
+    /// The entry appears whole (activations and manifest together) or not at all.
+    pub fn write(
+        &self,
+        manifest: &Manifest,
+        layers: &BTreeMap<usize, Vec<f32>>,
+        d_model: usize,
+        labels: &[i64],
+        tokens: &[i64],
+        dtype: StoreDType,
+    ) -> Result<()> {
+        let ckpt_dir = self.root.join(&manifest.checkpoint.name);
+        let final_dir = ckpt_dir.join(&manifest.dataset.name);
+        std::fs::create_dir_all(&ckpt_dir).map_err(|e| io(&ckpt_dir, "cannot create", e))?;
+        let tmp = ckpt_dir.join(format!(
+            "{TMP_PREFIX}{}-{}",
+            std::process::id(),
+            manifest.dataset.name
+        ));
+        remove_any(&tmp)?;
+        std::fs::create_dir(&tmp).map_err(|e| io(&tmp, "cannot create", e))?;
+        let rows = labels.len();
+        let mut tensors: Vec<(String, Raw)> = Vec::new();
+        let st_dtype = match dtype {
+            StoreDType::F32 => Dtype::F32,
+            StoreDType::F16 => Dtype::F16,
+        };
+        for (l, v) in layers {
+            if v.len() != rows * d_model {
+                return Err(StoreError::at(
+                    &final_dir,
+                    format!(
+                        "layer {l} holds {} values, expected {rows}×{d_model}",
+                        v.len()
+                    ),
+                ));
+            }
+            tensors.push((
+                format!("blocks.{l}.hook_resid_post"),
+                Raw {
+                    dtype: st_dtype,
+                    shape: vec![rows, d_model],
+                    data: Cow::Owned(f32_bytes(v, dtype)),
+                },
+            ));
+        }
+        for (name, v) in [("labels", labels), ("tokens", tokens)] {
+            tensors.push((
+                name.to_string(),
+                Raw {
+                    dtype: Dtype::I64,
+                    shape: vec![v.len()],
+                    data: Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+                },
+            ));
+        }
+        let meta: std::collections::HashMap<String, String> = [
+            ("format".to_string(), FORMAT_NAME.to_string()),
+            ("tool".to_string(), manifest.tool.clone()),
+        ]
+        .into();
+        let act = tmp.join(ACTIVATIONS);
+        safetensors::serialize_to_file(tensors, Some(meta), &act)
+            .map_err(|e| StoreError::at(&act, format!("cannot write: {e}")))?;
+        if let Ok(f) = std::fs::File::open(&act) {
+            let _ = f.sync_all();
+        }
+        let text = serde_json::to_string_pretty(manifest)
+            .map_err(|e| StoreError::at(&final_dir, format!("cannot encode the manifest: {e}")))?;
+        write_atomic(&tmp.join(MANIFEST), text.as_bytes())?;
+        sync_dir(&tmp);
+        // Swap the whole directory into place: the old entry (inputs changed) goes first.
+        if final_dir.exists() {
+            let old = ckpt_dir.join(format!(
+                "{TMP_PREFIX}{}-old-{}",
+                std::process::id(),
+                manifest.dataset.name
+            ));
+            std::fs::rename(&final_dir, &old).map_err(|e| io(&final_dir, "cannot replace", e))?;
+            remove_any(&old)?;
+        }
+        std::fs::rename(&tmp, &final_dir)
+            .map_err(|e| io(&final_dir, "cannot rename into place", e))?;
+        sync_dir(&ckpt_dir);
+        Ok(())
+    }
+
+    /// Every complete entry, as `(checkpoint, dataset)`, sorted.
+    pub fn entries(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let rd = std::fs::read_dir(&self.root).map_err(|e| io(&self.root, "cannot list", e))?;
+        for c in rd.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
+            let cname = c.file_name().to_string_lossy().to_string();
+            if cname.starts_with(TMP_PREFIX) {
+                continue;
+            }
+            let Ok(rd2) = std::fs::read_dir(c.path()) else {
+                continue;
+            };
+            for d in rd2.filter_map(|e| e.ok()) {
+                let dname = d.file_name().to_string_lossy().to_string();
+                if !dname.starts_with(TMP_PREFIX) && d.path().join(MANIFEST).is_file() {
+                    out.push((cname.clone(), dname));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Reads an entry back.
+    pub fn read(&self, checkpoint: &str, dataset: &str) -> Result<Entry> {
+        let dir = self.entry_dir(checkpoint, dataset);
+        let manifest = self.manifest(checkpoint, dataset)?.ok_or_else(|| {
+            StoreError::at(
+                &dir,
+                "no such entry (no manifest.json); run `pretrace extract` for it",
+            )
+        })?;
+        let path = dir.join(ACTIVATIONS);
+        let bytes = std::fs::read(&path).map_err(|e| io(&path, "cannot read", e))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+            StoreError::at(
+                &path,
+                format!("not a valid safetensors file ({e}); delete the entry to redo it"),
+            )
+        })?;
+        let ints = |name: &str| -> Result<Vec<i64>> {
+            let t = st
+                .tensor(name)
+                .map_err(|e| StoreError::at(&path, format!("tensor '{name}': {e}")))?;
+            if t.dtype() != Dtype::I64 {
+                return Err(StoreError::at(
+                    &path,
+                    format!("tensor '{name}' should be I64, found {:?}", t.dtype()),
+                ));
+            }
+            Ok(t.data()
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect())
+        };
+        let labels = ints("labels")?;
+        let tokens = ints("tokens")?;
+        let mut layers = BTreeMap::new();
+        for &l in &manifest.extraction.layers {
+            let name = format!("blocks.{l}.hook_resid_post");
+            let t = st
+                .tensor(&name)
+                .map_err(|e| StoreError::at(&path, format!("tensor '{name}': {e}")))?;
+            let shape = t.shape();
+            if shape.len() != 2 || shape[0] != labels.len() {
+                return Err(StoreError::at(
+                    &path,
+                    format!(
+                        "tensor '{name}' has shape {shape:?}, expected [{}, d_model]",
+                        labels.len()
+                    ),
+                ));
+            }
+            let data: Vec<f32> = match t.dtype() {
+                Dtype::F32 => t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                Dtype::F16 => t
+                    .data()
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                other => {
+                    return Err(StoreError::at(
+                        &path,
+                        format!("tensor '{name}' should be F32 or F16, found {other:?}"),
+                    ))
+                }
+            };
+            layers.insert(
+                l,
+                Matrix {
+                    rows: shape[0],
+                    cols: shape[1],
+                    data,
+                },
+            );
+        }
+        Ok(Entry {
+            manifest,
+            layers,
+            labels,
+            tokens,
+        })
+    }
+}
+
+fn check_marker(marker: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(marker).map_err(|e| io(marker, "cannot read", e))?;
+    let m: Marker = serde_json::from_str(&text).map_err(|e| {
+        StoreError::at(
+            marker,
+            format!("not a store marker ({e}); this directory was not written by pretrace extract"),
+        )
+    })?;
+    if m.format != FORMAT_NAME {
+        return Err(StoreError::at(
+            marker,
+            format!(
+                "format '{}' is not '{FORMAT_NAME}'; choose another --out directory",
+                m.format
+            ),
+        ));
+    }
+    if m.version != FORMAT_VERSION {
+        return Err(StoreError::at(
+            marker,
+            format!(
+                "store format {} (written by {}) is incompatible with this pretrace, which reads format {FORMAT_VERSION}; use a new --out directory or the pretrace that wrote it",
+                m.version, m.tool
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn remove_any(p: &Path) -> Result<()> {
+    let r = if p.is_dir() {
+        std::fs::remove_dir_all(p)
+    } else if p.exists() {
+        std::fs::remove_file(p)
+    } else {
+        Ok(())
+    };
+    r.map_err(|e| io(p, "cannot remove", e))
+}

@@ -1,0 +1,326 @@
+//! Checkpoint suites: one checkpoint per training step, ordered by the step parsed from each name
+//! (Amber `ckpt_000`, Pythia `step143000`, OLMo `stage1-step1000-tokens4B`, HF Trainer
+//! `checkpoint-500`, any name with a number), never lexicographically.
+
+use crate::error::{Result, SweepError};
+use std::path::{Path, PathBuf};
+
+/// One checkpoint of a suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRef {
+    /// Directory (or GGUF file stem) name; entries in the store are named after it.
+    pub name: String,
+    pub path: PathBuf,
+    pub step: Option<u64>,
+    /// Tokens seen, where the name says (`tokens4B` = 4·10⁹).
+    pub tokens: Option<u64>,
+}
+
+/// Digits starting at byte `i` of `s`, as a number.
+fn digits_at(s: &[u8], i: usize) -> Option<(u64, usize)> {
+    let end = i + s[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if end == i {
+        return None;
+    }
+    std::str::from_utf8(&s[i..end])
+        .ok()?
+        .parse()
+        .ok()
+        .map(|v| (v, end))
+}
+
+/// The training step and tokens seen that a checkpoint name says: the number after `step` if there
+/// is one, otherwise the last number in the name; tokens from `tokens<N>[KMBT]`.
+pub fn parse_name(name: &str) -> (Option<u64>, Option<u64>) {
+    let lower = name.to_ascii_lowercase();
+    let b = lower.as_bytes();
+    let after = |key: &str| -> Option<(u64, usize)> {
+        let mut from = 0;
+        while let Some(p) = lower[from..].find(key) {
+            let mut i = from + p + key.len();
+            while i < b.len() && (b[i] == b'-' || b[i] == b'_') {
+                i += 1;
+            }
+            if let Some(v) = digits_at(b, i) {
+                return Some(v);
+            }
+            from += p + key.len();
+        }
+        None
+    };
+    let tokens = after("tokens").map(|(v, end)| {
+        let scale = match b.get(end) {
+            Some(b'k') => 1_000,
+            Some(b'm') => 1_000_000,
+            Some(b'b') | Some(b'g') => 1_000_000_000,
+            Some(b't') => 1_000_000_000_000,
+            _ => 1,
+        };
+        v.saturating_mul(scale)
+    });
+    let step = after("step").map(|(v, _)| v).or_else(|| {
+        // The last run of digits that is not the token count.
+        let mut last = None;
+        let mut i = 0;
+        while i < b.len() {
+            if let Some((v, end)) = digits_at(b, i) {
+                let is_tokens = lower[..i].ends_with("tokens");
+                if !is_tokens {
+                    last = Some(v);
+                }
+                i = end;
+            } else {
+                i += 1;
+            }
+        }
+        last
+    });
+    (step, tokens)
+}
+
+fn is_checkpoint(p: &Path) -> bool {
+    (p.is_dir() && p.join("config.json").is_file())
+        || (p.is_file()
+            && p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf")))
+}
+
+fn checkpoint_ref(p: &Path) -> CheckpointRef {
+    let name = if p.is_file() {
+        p.file_stem()
+    } else {
+        p.file_name()
+    }
+    .map(|n| n.to_string_lossy().to_string())
+    .unwrap_or_else(|| "model".into());
+    let (step, tokens) = parse_name(&name);
+    CheckpointRef {
+        name,
+        path: p.to_path_buf(),
+        step,
+        tokens,
+    }
+}
+
+/// The checkpoints at `path`: a single checkpoint directory or GGUF file, or a directory holding
+/// one checkpoint per training step, ordered by step (names without a number go last, by name).
+pub fn discover(path: &Path) -> Result<Vec<CheckpointRef>> {
+    if !path.exists() {
+        return Err(SweepError::at(
+            path,
+            "no such checkpoint or checkpoint directory",
+        ));
+    }
+    if is_checkpoint(path) {
+        return Ok(vec![checkpoint_ref(path)]);
+    }
+    if !path.is_dir() {
+        return Err(SweepError::at(
+            path,
+            "not a checkpoint: give a directory with config.json, a .gguf file, or a directory of checkpoints",
+        ));
+    }
+    let mut out: Vec<CheckpointRef> = std::fs::read_dir(path)
+        .map_err(|e| SweepError::at(path, format!("cannot list: {e}")))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| is_checkpoint(p))
+        .map(|p| checkpoint_ref(&p))
+        .collect();
+    if out.is_empty() {
+        return Err(SweepError::at(
+            path,
+            "no checkpoints here: expected subdirectories with config.json (or .gguf files), one per training step",
+        ));
+    }
+    out.sort_by(|a, b| {
+        (a.step.is_none(), a.step, a.tokens, &a.name).cmp(&(
+            b.step.is_none(),
+            b.step,
+            b.tokens,
+            &b.name,
+        ))
+    });
+    Ok(out)
+}
+
+/// Which checkpoints of a suite to run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selection {
+    /// Steps to keep: a list (`0,1000,2000`) or an inclusive range (`1000..5000`).
+    pub steps: Option<String>,
+    /// Keep every k-th checkpoint (after `steps`), starting with the first.
+    pub every: Option<usize>,
+    /// Keep at most N checkpoints spaced evenly in log(step) (after `steps`), first and last included.
+    pub log_spaced: Option<usize>,
+}
+
+impl Selection {
+    pub fn apply(&self, suite: Vec<CheckpointRef>) -> Result<Vec<CheckpointRef>> {
+        let mut s = suite;
+        let bad = |m: String| SweepError::Invalid(m);
+        if let Some(spec) = &self.steps {
+            let spec = spec.trim();
+            if let Some((lo, hi)) = spec.split_once("..") {
+                let parse = |v: &str, what: &str| -> Result<u64> {
+                    v.trim().parse().map_err(|_| {
+                        bad(format!("--steps {spec}: {what} '{v}' is not a step number; write A..B or A,B,C"))
+                    })
+                };
+                let (lo, hi) = (parse(lo, "start")?, parse(hi, "end")?);
+                s.retain(|c| c.step.is_some_and(|st| st >= lo && st <= hi));
+            } else {
+                let mut want = Vec::new();
+                for v in spec.split(',') {
+                    let st: u64 = v.trim().parse().map_err(|_| {
+                        bad(format!(
+                            "--steps {spec}: '{v}' is not a step number; write A..B or A,B,C"
+                        ))
+                    })?;
+                    if !s.iter().any(|c| c.step == Some(st)) {
+                        let steps: Vec<String> = s
+                            .iter()
+                            .filter_map(|c| c.step)
+                            .map(|x| x.to_string())
+                            .collect();
+                        let shown = if steps.len() > 12 {
+                            format!(
+                                "{} … {} ({} checkpoints)",
+                                steps[..6].join(", "),
+                                steps[steps.len() - 3..].join(", "),
+                                steps.len()
+                            )
+                        } else {
+                            steps.join(", ")
+                        };
+                        return Err(bad(format!(
+                            "--steps: step {st} is not in the suite; its steps are {shown}"
+                        )));
+                    }
+                    want.push(st);
+                }
+                s.retain(|c| c.step.is_some_and(|st| want.contains(&st)));
+            }
+            if s.is_empty() {
+                return Err(bad(format!("--steps {spec} selects no checkpoint")));
+            }
+        }
+        if let Some(k) = self.every {
+            if k == 0 {
+                return Err(bad("--every must be at least 1".into()));
+            }
+            s = s.into_iter().step_by(k).collect();
+        }
+        if let Some(n) = self.log_spaced {
+            s = log_spaced(s, n)?;
+        }
+        Ok(s)
+    }
+}
+
+/// At most `n` checkpoints spaced evenly in log(step): step 0 (if present), the last, and those
+/// nearest to geometric targets between the smallest positive step and the largest.
+fn log_spaced(s: Vec<CheckpointRef>, n: usize) -> Result<Vec<CheckpointRef>> {
+    if n < 2 {
+        return Err(SweepError::Invalid("--log-spaced needs at least 2".into()));
+    }
+    if s.len() <= n {
+        return Ok(s);
+    }
+    let mut keep = vec![false; s.len()];
+    keep[0] = true;
+    keep[s.len() - 1] = true;
+    let positive: Vec<(usize, f64)> = s
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.step.filter(|&st| st > 0).map(|st| (i, (st as f64).ln())))
+        .collect();
+    if let (Some(&(_, lo)), Some(&(_, hi))) = (positive.first(), positive.last()) {
+        let slots = n - keep.iter().filter(|&&k| k).count();
+        let count = slots + 1;
+        for j in 0..count {
+            let target = lo + (hi - lo) * j as f64 / (count - 1).max(1) as f64;
+            if let Some(&(i, _)) = positive
+                .iter()
+                .min_by(|a, b| (a.1 - target).abs().total_cmp(&(b.1 - target).abs()))
+            {
+                keep[i] = true;
+            }
+        }
+    }
+    let mut out: Vec<CheckpointRef> = s
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(c, _)| c)
+        .collect();
+    out.truncate(n.max(2));
+    Ok(out)
+}
+
+/// `(model_type, width, layers)` from a checkpoint directory's config.json, for the up-front check
+/// that a sweep holds one architecture.
+pub fn shape_of(dir: &Path) -> Result<Option<(String, u64, u64)>> {
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| SweepError::at(&path, format!("cannot read: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| SweepError::at(&path, format!("not valid JSON ({e})")))?;
+    let num = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| v.get(*k).and_then(|x| x.as_u64()))
+            .unwrap_or(0)
+    };
+    let arch = v
+        .get("model_type")
+        .and_then(|x| x.as_str())
+        .unwrap_or("?")
+        .to_string();
+    Ok(Some((
+        arch,
+        num(&["hidden_size", "n_embd", "d_model"]),
+        num(&["num_hidden_layers", "n_layer", "n_layers"]),
+    )))
+}
+
+/// Fails, naming the odd checkpoint's config.json and field, unless every checkpoint directory of
+/// the suite has the first one's architecture, width and depth.
+pub fn check_uniform(suite: &[CheckpointRef]) -> Result<()> {
+    let mut first: Option<(&CheckpointRef, (String, u64, u64))> = None;
+    for c in suite {
+        let Some(shape) = shape_of(&c.path)? else {
+            continue;
+        };
+        match &first {
+            None => first = Some((c, shape)),
+            Some((f, want)) => {
+                let fields = [
+                    ("model_type", want.0.clone(), shape.0.clone()),
+                    (
+                        "width (hidden_size)",
+                        want.1.to_string(),
+                        shape.1.to_string(),
+                    ),
+                    (
+                        "layers (num_hidden_layers)",
+                        want.2.to_string(),
+                        shape.2.to_string(),
+                    ),
+                ];
+                if let Some((field, w, got)) = fields.into_iter().find(|(_, w, g)| w != g) {
+                    return Err(SweepError::at(
+                        &c.path.join("config.json"),
+                        format!(
+                            "{field} is {got}, but the sweep's first checkpoint '{}' has {w}; a sweep holds checkpoints of one model: run the others separately",
+                            f.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
