@@ -328,11 +328,10 @@ impl Store {
                 },
             ));
         }
-        let meta: std::collections::HashMap<String, String> = [
-            ("format".to_string(), FORMAT_NAME.to_string()),
-            ("tool".to_string(), manifest.tool.clone()),
-        ]
-        .into();
+        // One key: the header is serialized from a hash map, and one key keeps the file bytes the
+        // same run to run. The tool version is in the manifest.
+        let meta: std::collections::HashMap<String, String> =
+            [("format".to_string(), FORMAT_NAME.to_string())].into();
         let act = tmp.join(ACTIVATIONS);
         safetensors::serialize_to_file(tensors, Some(meta), &act)
             .map_err(|e| StoreError::at(&act, format!("cannot write: {e}")))?;

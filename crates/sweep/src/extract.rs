@@ -246,6 +246,31 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Makes the allocator hand large freed buffers back to the system at once, so that a block freed
+/// after use leaves no resident memory behind (glibc otherwise raises its mmap threshold after the
+/// first large free and keeps later blocks in its heap). Called before a block-by-block run.
+fn return_freed_memory_eagerly() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: mallopt only changes allocator tuning; 1 MiB is a valid threshold.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 1 << 20);
+        }
+    }
+}
+
+/// Resident memory of this process now (`VmRSS`), in bytes, where the system reports it.
+pub fn rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// Memory available to this machine, from `/proc/meminfo`, where the system reports it.
 pub fn total_memory_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -396,6 +421,7 @@ pub fn extract(
             ..LoadOptions::default()
         };
         let ckpt: Checkpoint = if blockwise {
+            return_freed_memory_eagerly();
             Model::load_streamed(&ck.path, &lopts)?
         } else {
             Model::load(&ck.path, &lopts)?
@@ -494,7 +520,12 @@ pub fn extract(
             let mut done_blocks = 0usize;
             model.forward_blockwise(&batches, &mut hooks, &mut |_l| {
                 done_blocks += 1;
-                progress.note(&format!("{}: block {done_blocks}/{n_blocks} done", ck.name));
+                let rss =
+                    rss_bytes().map_or(String::new(), |b| format!(" (resident {} MiB)", b >> 20));
+                progress.note(&format!(
+                    "{}: block {done_blocks}/{n_blocks} done{rss}",
+                    ck.name
+                ));
             })?;
             drop(hooks);
             if n_blocks == c.n_layers {

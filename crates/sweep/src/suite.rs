@@ -324,3 +324,25 @@ pub fn check_uniform(suite: &[CheckpointRef]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_name;
+
+    #[test]
+    fn names_of_real_suites() {
+        assert_eq!(parse_name("ckpt_000"), (Some(0), None));
+        assert_eq!(parse_name("ckpt_358"), (Some(358), None));
+        assert_eq!(parse_name("step143000"), (Some(143000), None));
+        assert_eq!(parse_name("checkpoint-500"), (Some(500), None));
+        assert_eq!(
+            parse_name("stage1-step1000-tokens4B"),
+            (Some(1000), Some(4_000_000_000))
+        );
+        assert_eq!(
+            parse_name("stage1-step477000-tokens2001B"),
+            (Some(477000), Some(2_001_000_000_000))
+        );
+        assert_eq!(parse_name("main"), (None, None));
+    }
+}
