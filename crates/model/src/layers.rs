@@ -181,6 +181,47 @@ pub fn exp_f32(x: f32) -> f32 {
     e * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
+/// Defines `$name`, which runs the `#[inline(always)]` kernel `$kernel` compiled for the widest
+/// vector unit this CPU has (AVX-512, else AVX2+FMA, else the baseline), chosen at run time. The
+/// arithmetic is the same in every version (Rust never fuses a multiply and an add on its own), so
+/// results do not depend on the CPU.
+macro_rules! simd_dispatch {
+    ($name:ident, $kernel:ident, ($($a:ident: $t:ty),*)) => {
+        fn $name($($a: $t),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn v4($($a: $t),*) {
+                    $kernel($($a),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3($($a: $t),*) {
+                    $kernel($($a),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F.
+                    return unsafe { v4($($a),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX2 and FMA.
+                    return unsafe { v3($($a),*) };
+                }
+            }
+            $kernel($($a),*)
+        }
+    };
+}
+
+#[inline(always)]
+fn swiglu_kernel(o: &mut [f32], g: &[f32], u: &[f32]) {
+    for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+        *o = g / (1.0 + exp_f32(-g)) * u;
+    }
+}
+simd_dispatch!(swiglu_row, swiglu_kernel, (o: &mut [f32], g: &[f32], u: &[f32]));
+
 /// `silu(g) · u` over `[N, 2I]` rows laid out `[g | u]`, in one parallel pass (f32, contiguous):
 /// `silu(g) = g / (1 + exp(−g))`, then the product, with a vectorizable [`exp_f32`].
 struct SwiGlu;
@@ -206,9 +247,7 @@ impl candle_core::CustomOp1 for SwiGlu {
             .zip(src.par_chunks(two_i.max(1)))
             .for_each(|(o, row)| {
                 let (g, u) = row.split_at(i);
-                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                    *o = g / (1.0 + exp_f32(-g)) * u;
-                }
+                swiglu_row(o, g, u);
             });
         Ok((
             candle_core::CpuStorage::F32(out),
@@ -219,8 +258,8 @@ impl candle_core::CustomOp1 for SwiGlu {
 
 /// `o = softmax(scale · x + m)`: the same sequence of operations as transformers' eager attention
 /// (scale, add the mask, subtract the row maximum, exponentiate, divide by the sum).
-#[inline]
-fn masked_softmax_row(o: &mut [f32], x: &[f32], m: &[f32], scale: f32) {
+#[inline(always)]
+fn softmax_kernel(o: &mut [f32], x: &[f32], m: &[f32], scale: f32) {
     let mut max = f32::NEG_INFINITY;
     for ((o, &x), &m) in o.iter_mut().zip(x).zip(m) {
         *o = x * scale + m;
@@ -235,6 +274,25 @@ fn masked_softmax_row(o: &mut [f32], x: &[f32], m: &[f32], scale: f32) {
         *o /= sum;
     }
 }
+
+simd_dispatch!(masked_softmax_row, softmax_kernel, (o: &mut [f32], x: &[f32], m: &[f32], scale: f32));
+
+/// Rotates one head's leading `2·half` dimensions: `o₁ = x₁·cos − x₂·sin`, `o₂ = x₁·sin + x₂·cos`.
+#[inline(always)]
+fn rope_kernel(o1: &mut [f32], o2: &mut [f32], x1: &[f32], x2: &[f32], cs: &[f32], sn: &[f32]) {
+    for (((((o1, o2), &x1), &x2), &c), &s) in o1
+        .iter_mut()
+        .zip(o2.iter_mut())
+        .zip(x1)
+        .zip(x2)
+        .zip(cs)
+        .zip(sn)
+    {
+        *o1 = x1 * c - x2 * s;
+        *o2 = x1 * s + x2 * c;
+    }
+}
+simd_dispatch!(rope_row, rope_kernel, (o1: &mut [f32], o2: &mut [f32], x1: &[f32], x2: &[f32], cs: &[f32], sn: &[f32]));
 
 /// `C = A · B` for row-major `A: [m, k]` (row stride `a_rs`) and `B` given by its row and column
 /// strides, single-threaded (callers parallelize over independent products).
@@ -497,12 +555,11 @@ impl candle_core::CustomOp1 for SplitHeads<'_> {
                         Some(r) => {
                             let cs = &r.cos_host[(bi * t + ti) * half..][..half];
                             let sn = &r.sin_host[(bi * t + ti) * half..][..half];
-                            for i in 0..half {
-                                let (x1, x2) = (x[i], x[i + half]);
-                                o[i] = x1 * cs[i] - x2 * sn[i];
-                                o[i + half] = x1 * sn[i] + x2 * cs[i];
-                            }
-                            o[rot..].copy_from_slice(&x[rot..]);
+                            let (o_rot, o_rest) = o.split_at_mut(rot);
+                            let (o1, o2) = o_rot.split_at_mut(half);
+                            let (x1, x2) = x[..rot].split_at(half);
+                            rope_row(o1, o2, x1, x2, cs, sn);
+                            o_rest.copy_from_slice(&x[rot..]);
                         }
                         None => o.copy_from_slice(x),
                     }

@@ -217,6 +217,11 @@ pub fn checkpoint_files(ckpt: &CheckpointRef) -> Result<Vec<FileId>> {
     files.iter().map(|f| file_id(f)).collect()
 }
 
+/// Tokens a batch needs before padding is avoided by cutting it short.
+const PLENTY_TOKENS: usize = 512;
+/// Most padding (percent of real tokens) a batch of [`PLENTY_TOKENS`] or more takes on.
+const MAX_PAD_PERCENT: usize = 3;
+
 /// Row order and batch layout: rows sorted by length (longest first), packed into batches of at
 /// most `batch_size` rows and `max_tokens` padded tokens (a longer row runs alone).
 pub fn plan_batches(lens: &[usize], batch_size: usize, max_tokens: usize) -> Vec<Vec<usize>> {
@@ -224,13 +229,22 @@ pub fn plan_batches(lens: &[usize], batch_size: usize, max_tokens: usize) -> Vec
     order.sort_by(|&a, &b| lens[b].cmp(&lens[a]).then(a.cmp(&b)));
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut cur: Vec<usize> = Vec::new();
+    let mut real = 0usize;
     for i in order {
         // Rows arrive longest first, so the batch's padded length is its first row's.
         let width = cur.first().map_or(lens[i], |&f| lens[f]);
-        if !cur.is_empty() && (cur.len() + 1 > batch_size || (cur.len() + 1) * width > max_tokens) {
+        let full = cur.len() + 1 > batch_size || (cur.len() + 1) * width > max_tokens;
+        // Padding is wasted arithmetic: once a batch is large enough to keep the matrix kernels
+        // busy, start a new one rather than pad more than a few percent.
+        let padded = (cur.len() + 1) * width;
+        let wasteful =
+            real >= PLENTY_TOKENS && padded * 100 > (real + lens[i]) * (100 + MAX_PAD_PERCENT);
+        if !cur.is_empty() && (full || wasteful) {
             out.push(std::mem::take(&mut cur));
+            real = 0;
         }
         cur.push(i);
+        real += lens[i];
     }
     if !cur.is_empty() {
         out.push(cur);
@@ -555,25 +569,37 @@ pub fn extract(
                 let plan = plan_batches(&lens, opts.batch_size, opts.max_batch_tokens);
                 let mut pools = Vec::with_capacity(plan.len());
                 let mut fwd = 0.0;
-                for rows in &plan {
-                    let r: Vec<Vec<u32>> = rows.iter().map(|&i| job.ids[i].clone()).collect();
-                    let batch = Batch::pad(&r, Padding::Right, 0)?;
-                    let mut pool = PoolRows::new(sites.clone(), opts.pool);
+                // Batches run side by side, one per worker thread: each worker's matrix products
+                // then rarely wait on another's, which on few cores beats splitting every product.
+                let workers = rayon::current_num_threads().max(1);
+                for group in plan.chunks(workers) {
                     let tf = Instant::now();
-                    model.forward(
-                        &batch,
-                        &mut [&mut pool as &mut dyn Hook],
-                        Logits::None,
-                        None,
-                    )?;
+                    let done: Vec<PoolRows> = group
+                        .par_iter()
+                        .map(|rows| -> Result<PoolRows> {
+                            let r: Vec<Vec<u32>> =
+                                rows.iter().map(|&i| job.ids[i].clone()).collect();
+                            let batch = Batch::pad(&r, Padding::Right, 0)?;
+                            let mut pool = PoolRows::new(sites.clone(), opts.pool);
+                            model.forward(
+                                &batch,
+                                &mut [&mut pool as &mut dyn Hook],
+                                Logits::None,
+                                None,
+                            )?;
+                            Ok(pool)
+                        })
+                        .collect::<Result<_>>()?;
                     fwd += tf.elapsed().as_secs_f64();
-                    let ntok: usize = rows.iter().map(|&i| lens[i]).sum();
-                    summary.flops += flops_per_token
-                        * ntok as f64
-                        * (layers.last().map_or(0, |&l| l + 1)) as f64
-                        / c.n_layers as f64;
-                    progress.advance(rows.len(), ntok);
-                    pools.push(pool);
+                    for rows in group {
+                        let ntok: usize = rows.iter().map(|&i| lens[i]).sum();
+                        summary.flops += flops_per_token
+                            * ntok as f64
+                            * (layers.last().map_or(0, |&l| l + 1)) as f64
+                            / c.n_layers as f64;
+                        progress.advance(rows.len(), ntok);
+                    }
+                    pools.extend(done);
                 }
                 summary.forward_secs += fwd;
                 let name = job.ds.name.clone();
