@@ -5,6 +5,12 @@ use pretrace_data::builders::{self, SplitMix64};
 use pretrace_data::{sha256_file, sha256_hex, Dataset, LabelColumn, ReadOptions, Table, Value};
 use std::path::{Path, PathBuf};
 
+/// A skip line that shows in the test log (written past the test harness's output capture).
+fn skip(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP {msg}");
+}
+
 fn golden() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden")
 }
@@ -86,7 +92,7 @@ fn csv_round_trips_byte_exact() {
 fn paper_csvs_load_exactly() {
     let dir = golden().join("../../../shared/datasets/tracingllm");
     if !dir.is_dir() {
-        eprintln!("SKIP paper_csvs_load_exactly: ../shared/datasets/tracingllm is absent");
+        skip("paper_csvs_load_exactly: ../shared/datasets/tracingllm is absent");
         return;
     }
     let want = expect();
@@ -261,7 +267,7 @@ fn sst2_builder_flips_about_five_percent_of_letters() {
             .map(|r| r.text)
             .collect()
     } else {
-        eprintln!("note: ../shared absent; flip rate measured on a generated sentence set");
+        skip("sst2_builder_flips_about_five_percent_of_letters: ../shared absent, flip rate measured on generated sentences");
         (0..500)
             .map(|i| format!("sentence number {i} is a plain lower case line of text"))
             .collect()

