@@ -823,3 +823,97 @@ fn checkpoint_selection_orders_by_step() {
         ["step0", "step300", "step10000", "step143000"]
     );
 }
+
+#[test]
+fn mean_token_template_and_f16_store_follow_forward() {
+    let dir = scratch("options");
+    let ckpt = golden("llama_gqa");
+    let data = texts_csv(&dir, "texts.csv", 1);
+    let rows = pretrace_data_rows(&data);
+    let template = "Statement: {text}\nTrue or false?";
+    let mean = dir.join("mean");
+    ok(&[
+        "extract",
+        "--checkpoints",
+        s(&ckpt),
+        "--data",
+        s(&data),
+        "--out",
+        s(&mean),
+        "--token",
+        "mean",
+        "--template",
+        template,
+        "--batch-size",
+        "6",
+    ]);
+    let half = dir.join("half");
+    ok(&[
+        "extract",
+        "--checkpoints",
+        s(&ckpt),
+        "--data",
+        s(&data),
+        "--out",
+        s(&half),
+        "--store-dtype",
+        "f16",
+        "--template",
+        template,
+    ]);
+    let m = Store::open(&mean)
+        .unwrap()
+        .read("llama_gqa", "texts")
+        .unwrap();
+    let h = Store::open(&half)
+        .unwrap()
+        .read("llama_gqa", "texts")
+        .unwrap();
+    assert_eq!(m.manifest.extraction.token, "mean");
+    assert_eq!(m.manifest.extraction.template.as_deref(), Some(template));
+    assert_eq!(h.manifest.extraction.store_dtype, "f16");
+    let bytes = std::fs::read(half.join("llama_gqa/texts/activations.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(
+        st.tensor("blocks.0.hook_resid_post").unwrap().dtype(),
+        safetensors::Dtype::F16
+    );
+    for (r, (text, _)) in rows.iter().enumerate().take(8) {
+        let f = dir.join("row.safetensors");
+        let templated = template.replace("{text}", text);
+        ok(&[
+            "forward",
+            "--model",
+            s(&ckpt),
+            "--text",
+            &templated,
+            "--out",
+            s(&f),
+        ]);
+        let bytes = std::fs::read(&f).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for l in 0..3 {
+            let t = st.tensor(&format!("blocks.{l}.hook_resid_post")).unwrap();
+            let (tlen, d) = (t.shape()[0], t.shape()[1]);
+            let all: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            let avg: Vec<f32> = (0..d)
+                .map(|j| (0..tlen).map(|i| all[i * d + j] as f64).sum::<f64>() as f32 / tlen as f32)
+                .collect();
+            let err = rel(m.layers[&l].row(r), &avg);
+            assert!(
+                err < 1e-5,
+                "mean of row {r} layer {l}: relative error {err}"
+            );
+            let err = rel(h.layers[&l].row(r), &all[(tlen - 1) * d..]);
+            assert!(
+                err < 1e-3 && err > 0.0,
+                "f16 row {r} layer {l}: relative error {err}"
+            );
+            assert_eq!(m.tokens[r] as usize, tlen);
+        }
+    }
+}

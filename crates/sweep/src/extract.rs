@@ -388,28 +388,24 @@ pub fn extract(
                 .collect()
         };
         // Skip decisions need no model: an entry is current if its manifest records the same
-        // files, data and settings. The layer list needs the depth, read from a stored manifest.
-        let pending: Vec<usize> = (0..datasets.len())
-            .filter(|&i| {
-                let existing = store.manifest(&ck.name, &datasets[i].name).ok().flatten();
-                let Some(m) = existing else { return true };
-                let want = base(
-                    opts.layers
-                        .resolve(
-                            m.extraction.layers.len().max(
-                                m.checkpoint
-                                    .config
-                                    .get("n_layers")
-                                    .and_then(|v| v.as_u64())
-                                    .unwrap_or(0) as usize,
-                            ),
-                        )
-                        .unwrap_or_default(),
-                    m.checkpoint.config.clone(),
-                );
-                !m.same_inputs(&want[i])
-            })
-            .collect();
+        // files, data and settings. The stored manifest's model config gives the depth.
+        let mut pending = Vec::new();
+        for (i, ds) in datasets.iter().enumerate() {
+            let current = match store.manifest(&ck.name, &ds.name)? {
+                None => false,
+                Some(m) => {
+                    let depth = m.checkpoint.config.get("n_layers").and_then(|v| v.as_u64());
+                    let layers = opts
+                        .layers
+                        .resolve(depth.unwrap_or(0) as usize)
+                        .unwrap_or_default();
+                    m.same_inputs(&base(layers, m.checkpoint.config.clone())[i])
+                }
+            };
+            if !current {
+                pending.push(i);
+            }
+        }
         for i in (0..datasets.len()).filter(|i| !pending.contains(i)) {
             progress.skipped(ck, &datasets[i].name);
             summary.skipped += 1;
@@ -617,12 +613,11 @@ pub fn extract(
 
 /// Memory the weights take in the compute dtype, from their stored size and dtype.
 fn estimate_compute_bytes(ck: &CheckpointRef, stored_bytes: u64, elem: u64) -> u64 {
-    let stored_elem = crate::suite::shape_of(&ck.path)
+    // The stored dtype, as config.json names it (`torch_dtype`, or `dtype` in transformers 5).
+    let stored_elem = std::fs::read_to_string(ck.path.join("config.json"))
         .ok()
-        .flatten()
-        .and_then(|_| {
-            let text = std::fs::read_to_string(ck.path.join("config.json")).ok()?;
-            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|v| {
             let d = v
                 .get("torch_dtype")
                 .or_else(|| v.get("dtype"))?

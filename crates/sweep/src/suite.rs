@@ -112,7 +112,18 @@ pub fn discover(path: &Path) -> Result<Vec<CheckpointRef>> {
         ));
     }
     if is_checkpoint(path) {
-        return Ok(vec![checkpoint_ref(path)]);
+        // A lone model's name rarely states a step ("…Q4_1" is a quantization): read one only
+        // where the name says it is a training checkpoint.
+        let mut c = checkpoint_ref(path);
+        let lower = c.name.to_ascii_lowercase();
+        let says_step = ["step", "ckpt", "checkpoint", "iter"]
+            .iter()
+            .any(|k| lower.contains(k))
+            || lower.chars().all(|ch| ch.is_ascii_digit());
+        if !says_step {
+            c.step = None;
+        }
+        return Ok(vec![c]);
     }
     if !path.is_dir() {
         return Err(SweepError::at(
