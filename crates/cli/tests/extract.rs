@@ -271,6 +271,41 @@ fn sweep_matches_transformers_on_pythia_style_checkpoints() {
             }
         }
     }
+    // bf16 compute stays within bf16's precision of transformers' f32.
+    let half = dir.join("bf16");
+    ok(&[
+        "extract",
+        "--checkpoints",
+        s(&golden("sweep")),
+        "--data",
+        s(&golden("sweep/texts.csv")),
+        "--out",
+        s(&half),
+        "--dtype",
+        "bf16",
+        "--steps",
+        "1000",
+    ]);
+    let e = Store::open(&half)
+        .unwrap()
+        .read("step1000", "texts")
+        .unwrap();
+    assert_eq!(e.manifest.extraction.compute_dtype, "bf16");
+    for l in 0..3 {
+        let t = reference
+            .tensor(&format!("step1000.blocks.{l}.hook_resid_post"))
+            .unwrap();
+        let want: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let d = t.shape()[1];
+        for r in 0..t.shape()[0] {
+            let err = rel(e.layers[&l].row(r), &want[r * d..(r + 1) * d]);
+            assert!(err < 3e-2, "bf16 layer {l} row {r}: relative error {err}");
+        }
+    }
     // Different checkpoints give different activations (the sweep did not reuse one model).
     let a = store.read("step0", "texts").unwrap();
     let b = store.read("step1000", "texts").unwrap();
