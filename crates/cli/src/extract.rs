@@ -94,7 +94,6 @@ struct Report {
     bar: Option<ProgressBar>,
     start: Instant,
     rows_total: u64,
-    rows_done: u64,
     tokens_done: u64,
 }
 
@@ -143,7 +142,6 @@ impl Progress for Report {
         ));
     }
     fn advance(&mut self, rows: usize, tokens: usize) {
-        self.rows_done += rows as u64;
         self.tokens_done += tokens as u64;
         if let Some(b) = &self.bar {
             b.inc(rows as u64);
@@ -211,7 +209,6 @@ pub fn run_extract(a: ExtractArgs) -> Result<()> {
         bar: None,
         start: Instant::now(),
         rows_total: 0,
-        rows_done: 0,
         tokens_done: 0,
     };
     let s = extract(&suite, &datasets, &store, &opts, &mut report)?;
