@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 mod extract;
+mod probe;
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +42,8 @@ enum Command {
     Extract(extract::ExtractArgs),
     /// Build one of the paper's datasets from its public source as a statement,label CSV.
     BuildDataset(extract::BuildArgs),
+    /// Fit a linear probe per (checkpoint, dataset, layer) of an activation store.
+    Probe(probe::ProbeArgs),
 }
 
 #[derive(Args)]
@@ -107,6 +110,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info(a) => info(a),
         Command::Extract(a) => extract::run_extract(a),
         Command::BuildDataset(a) => extract::run_build(a),
+        Command::Probe(a) => probe::run_probe(a),
     }
 }
 

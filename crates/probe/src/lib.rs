@@ -12,8 +12,10 @@
 
 mod linesearch;
 pub mod logreg;
+mod sweep;
 
 pub use logreg::{fit, LogReg, LogRegOptions};
+pub use sweep::{probe_store, write_results, Row, Selection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {

