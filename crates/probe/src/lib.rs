@@ -14,7 +14,7 @@ mod linesearch;
 pub mod logreg;
 mod sweep;
 
-pub use logreg::{fit, LogReg, LogRegOptions};
+pub use logreg::{fit, fit_standardized, LogReg, LogRegOptions};
 pub use sweep::{probe_store, write_results, Row, Selection};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +23,9 @@ pub enum ProbeError {
     Invalid(String),
 }
 
-/// Features z-scored as the paper does: each column minus its mean over all rows, divided by its
-/// unbiased standard deviation. Constant columns (std 0) become 0 and are counted.
-pub fn standardize_paper(x: &[f32], d: usize) -> (Vec<f64>, usize) {
+/// The paper's z-score per column: the mean over all rows and `1 / std` (unbiased) as the scale;
+/// constant columns (std 0) get scale 0, so they standardize to 0. Returns `(mean, scale, constant)`.
+pub fn standardization(x: &[f32], d: usize) -> (Vec<f64>, Vec<f64>, usize) {
     let n = x.len() / d.max(1);
     let mut mean = vec![0f64; d];
     for row in x.chunks_exact(d) {
@@ -46,13 +46,11 @@ pub fn standardize_paper(x: &[f32], d: usize) -> (Vec<f64>, usize) {
         .map(|s| (s / (n as f64 - 1.0).max(1.0)).sqrt())
         .collect();
     let constant = std.iter().filter(|&&s| s == 0.0).count();
-    let mut out = Vec::with_capacity(x.len());
-    for row in x.chunks_exact(d) {
-        for ((&v, m), s) in row.iter().zip(&mean).zip(&std) {
-            out.push(if *s == 0.0 { 0.0 } else { (v as f64 - m) / s });
-        }
-    }
-    (out, constant)
+    let scale = std
+        .iter()
+        .map(|&s| if s == 0.0 { 0.0 } else { 1.0 / s })
+        .collect();
+    (mean, scale, constant)
 }
 
 /// One probe's result.
@@ -96,7 +94,15 @@ pub fn paper_probe(
             x[i]
         )));
     }
-    let (z, constant) = standardize_paper(x, d);
+    let (mean, scale, constant) = standardization(x, d);
+    let z_row = |i: usize| -> Vec<f64> {
+        x[i * d..(i + 1) * d]
+            .iter()
+            .zip(&mean)
+            .zip(&scale)
+            .map(|((&v, m), s)| (v as f64 - m) * s)
+            .collect()
+    };
     let n_train = (n as f64 * 0.8).floor() as usize;
     let n_test = n - n_train;
     let y: Vec<f64> = labels[..n_train].iter().map(|&l| l as f64).collect();
@@ -104,7 +110,7 @@ pub fn paper_probe(
     let test = |predict: &dyn Fn(&[f64]) -> i64| -> Option<f64> {
         (n_test > 0).then(|| {
             let right = (n_train..n)
-                .filter(|&i| predict(&z[i * d..(i + 1) * d]) == labels[i])
+                .filter(|&i| predict(&z_row(i)) == labels[i])
                 .count();
             right as f64 / n_test as f64
         })
@@ -120,7 +126,7 @@ pub fn paper_probe(
             model: None,
         });
     }
-    let model = fit(&z[..n_train * d], &y, d, opts);
+    let model = fit_standardized(&x[..n_train * d], d, &mean, &scale, &y, opts);
     Ok(ProbeResult {
         accuracy: test(&|row| model.predict(row)),
         n_train,

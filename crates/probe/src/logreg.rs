@@ -50,8 +50,8 @@ impl LogReg {
 }
 
 #[inline(always)]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    // Eight accumulators: one AVX-512 register (two AVX2 ones), and the same rounding on every CPU.
+fn dot<T: Copy + Into<f64>>(a: &[T], b: &[f64]) -> f64 {
+    // Eight running sums, each over every eighth element: the same rounding on every CPU.
     let mut acc = [0f64; 8];
     let chunks = a.len() / 8;
     for (ca, cb) in a[..8 * chunks]
@@ -59,12 +59,12 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
         .zip(b[..8 * chunks].chunks_exact(8))
     {
         for k in 0..8 {
-            acc[k] += ca[k] * cb[k];
+            acc[k] += ca[k].into() * cb[k];
         }
     }
     let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
     for i in 8 * chunks..a.len() {
-        s += a[i] * b[i];
+        s += a[i].into() * b[i];
     }
     s
 }
@@ -93,24 +93,50 @@ fn expit(x: f64) -> f64 {
     }
 }
 
-/// The objective and its gradient at `w` (`d` weights then the intercept); `x` is `[n, d]`.
-fn loss_grad(x: &[f64], y: &[f64], d: usize, w: &[f64], l2: f64, g: &mut [f64]) -> f64 {
-    let n = y.len();
-    g.iter_mut().for_each(|v| *v = 0.0);
-    let (loss, gb) = rows_pass(x, y, &w[..d], w[d], &mut g[..d]);
-    let inv = 1.0 / n as f64;
-    let mut penalty = 0.0;
-    for (gj, &wj) in g[..d].iter_mut().zip(&w[..d]) {
-        *gj = *gj * inv + l2 * wj;
-        penalty += wj * wj;
+/// Rows given raw, with the column standardization `z = (x − mean)·scale` applied on the fly: the
+/// features stay in their stored precision (f32 activations are read at half the memory traffic)
+/// while every product and sum is f64.
+struct Design<'a, T> {
+    x: &'a [T],
+    d: usize,
+    mean: &'a [f64],
+    scale: &'a [f64],
+}
+
+impl<T: Copy + Into<f64>> Design<'_, T> {
+    /// The objective and its gradient at `w` (`d` weights then the intercept).
+    fn loss_grad(&self, y: &[f64], w: &[f64], l2: f64, g: &mut [f64], u: &mut [f64]) -> f64 {
+        let (n, d) = (y.len(), self.d);
+        // z·w = x·u − mean·u with u = scale ∘ w.
+        let mut shift = 0.0;
+        for j in 0..d {
+            u[j] = self.scale[j] * w[j];
+            shift += self.mean[j] * u[j];
+        }
+        g.iter_mut().for_each(|v| *v = 0.0);
+        let (loss, gb) = rows_pass(self.x, y, &u[..d], w[d] - shift, &mut g[..d]);
+        // Σᵢ rᵢ zᵢⱼ = scaleⱼ · (Σᵢ rᵢ xᵢⱼ − meanⱼ Σᵢ rᵢ).
+        let inv = 1.0 / n as f64;
+        let mut penalty = 0.0;
+        for j in 0..d {
+            let gj = self.scale[j] * (g[j] - self.mean[j] * gb);
+            g[j] = gj * inv + l2 * w[j];
+            penalty += w[j] * w[j];
+        }
+        g[d] = gb * inv;
+        loss * inv + 0.5 * l2 * penalty
     }
-    g[d] = gb * inv;
-    loss * inv + 0.5 * l2 * penalty
 }
 
 /// Σ log-loss and Σ residual over the rows, accumulating `Xᵀ·residual` into `g`.
 #[inline(always)]
-fn rows_kernel(x: &[f64], y: &[f64], w: &[f64], b: f64, g: &mut [f64]) -> (f64, f64) {
+fn rows_kernel<T: Copy + Into<f64>>(
+    x: &[T],
+    y: &[f64],
+    w: &[f64],
+    b: f64,
+    g: &mut [f64],
+) -> (f64, f64) {
     let d = w.len();
     let (mut loss, mut gb) = (0.0, 0.0);
     for (row, &yi) in x.chunks_exact(d).zip(y) {
@@ -119,7 +145,7 @@ fn rows_kernel(x: &[f64], y: &[f64], w: &[f64], b: f64, g: &mut [f64]) -> (f64, 
         let r = expit(raw) - yi;
         gb += r;
         for (gj, &xj) in g.iter_mut().zip(row) {
-            *gj += r * xj;
+            *gj += r * xj.into();
         }
     }
     (loss, gb)
@@ -127,15 +153,33 @@ fn rows_kernel(x: &[f64], y: &[f64], w: &[f64], b: f64, g: &mut [f64]) -> (f64, 
 
 /// [`rows_kernel`] compiled for the widest vector unit the CPU has, chosen at run time; the
 /// arithmetic is the same in every version.
-fn rows_pass(x: &[f64], y: &[f64], w: &[f64], b: f64, g: &mut [f64]) -> (f64, f64) {
+fn rows_pass<T: Copy + Into<f64>>(
+    x: &[T],
+    y: &[f64],
+    w: &[f64],
+    b: f64,
+    g: &mut [f64],
+) -> (f64, f64) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f")]
-        unsafe fn v4(x: &[f64], y: &[f64], w: &[f64], b: f64, g: &mut [f64]) -> (f64, f64) {
+        unsafe fn v4<T: Copy + Into<f64>>(
+            x: &[T],
+            y: &[f64],
+            w: &[f64],
+            b: f64,
+            g: &mut [f64],
+        ) -> (f64, f64) {
             rows_kernel(x, y, w, b, g)
         }
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn v3(x: &[f64], y: &[f64], w: &[f64], b: f64, g: &mut [f64]) -> (f64, f64) {
+        unsafe fn v3<T: Copy + Into<f64>>(
+            x: &[T],
+            y: &[f64],
+            w: &[f64],
+            b: f64,
+            g: &mut [f64],
+        ) -> (f64, f64) {
             rows_kernel(x, y, w, b, g)
         }
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -157,6 +201,35 @@ const BIG: f64 = 1e10;
 
 /// Fits on `x` (`[n, d]`, row-major, f64) and 0/1 labels `y`.
 pub fn fit(x: &[f64], y: &[f64], d: usize, opts: &LogRegOptions) -> LogReg {
+    let (mean, scale) = (vec![0.0; d], vec![1.0; d]);
+    fit_design(
+        &Design {
+            x,
+            d,
+            mean: &mean,
+            scale: &scale,
+        },
+        y,
+        opts,
+    )
+}
+
+/// Fits on the standardized features `(x − mean) · scale` (per column) without materializing them;
+/// `x` is `[n, d]` row-major in its stored precision.
+pub fn fit_standardized<T: Copy + Into<f64>>(
+    x: &[T],
+    d: usize,
+    mean: &[f64],
+    scale: &[f64],
+    y: &[f64],
+    opts: &LogRegOptions,
+) -> LogReg {
+    fit_design(&Design { x, d, mean, scale }, y, opts)
+}
+
+fn fit_design<T: Copy + Into<f64>>(design: &Design<T>, y: &[f64], opts: &LogRegOptions) -> LogReg {
+    let d = design.d;
+    let mut u = vec![0f64; d];
     let n = y.len();
     let p = d + 1;
     let l2 = 1.0 / (opts.c * n as f64);
@@ -164,7 +237,7 @@ pub fn fit(x: &[f64], y: &[f64], d: usize, opts: &LogRegOptions) -> LogReg {
     let factr_tol = 64.0 * eps;
     let mut xk = vec![0f64; p];
     let mut g = vec![0f64; p];
-    let mut f = loss_grad(x, y, d, &xk, l2, &mut g);
+    let mut f = design.loss_grad(y, &xk, l2, &mut g, &mut u);
     let inf_norm = |v: &[f64]| v.iter().fold(0f64, |m, a| m.max(a.abs()));
     let mut s_list: Vec<Vec<f64>> = Vec::new();
     let mut y_list: Vec<Vec<f64>> = Vec::new();
@@ -234,7 +307,7 @@ pub fn fit(x: &[f64], y: &[f64], d: usize, opts: &LogRegOptions) -> LogReg {
             for ((xn, &x0), &dj) in xnew.iter_mut().zip(&xk).zip(&dir) {
                 *xn = if stp == 1.0 { x0 + dj } else { stp * dj + x0 };
             }
-            let fnew = loss_grad(x, y, d, &xnew, l2, &mut gnew);
+            let fnew = design.loss_grad(y, &xnew, l2, &mut gnew, &mut u);
             evals += 1;
             gd = dot(&gnew, &dir);
             let (task, next) = search.step(fnew, gd, stp);
