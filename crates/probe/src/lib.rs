@@ -14,7 +14,7 @@ mod linesearch;
 pub mod logreg;
 mod sweep;
 
-pub use logreg::{fit, fit_standardized, LogReg, LogRegOptions};
+pub use logreg::{fit, fit_standardized, Feature, LogReg, LogRegOptions};
 pub use sweep::{probe_store, write_results, Row, Selection};
 
 #[derive(Debug, thiserror::Error)]
