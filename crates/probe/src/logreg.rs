@@ -49,21 +49,33 @@ impl LogReg {
     }
 }
 
+/// Lanes of the dot product: four AVX-512 registers' worth of independent running sums, so that
+/// the additions do not wait on each other.
+const LANES: usize = 32;
+
+/// Combines the 32 running sums in a fixed order (lane `k` of four eight-lane vectors first).
+#[inline(always)]
+fn combine(acc: &[f64; LANES]) -> f64 {
+    let t: [f64; 8] = std::array::from_fn(|k| (acc[k] + acc[8 + k]) + (acc[16 + k] + acc[24 + k]));
+    ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]))
+}
+
 #[inline(always)]
 fn dot<T: Copy + Into<f64>>(a: &[T], b: &[f64]) -> f64 {
-    // Eight running sums, each over every eighth element: the same rounding on every CPU.
-    let mut acc = [0f64; 8];
-    let chunks = a.len() / 8;
-    for (ca, cb) in a[..8 * chunks]
-        .chunks_exact(8)
-        .zip(b[..8 * chunks].chunks_exact(8))
+    // Running sums each over every 32nd element, combined in a fixed order: the same rounding on
+    // every CPU, whichever version of the loop runs.
+    let mut acc = [0f64; LANES];
+    let chunks = a.len() / LANES;
+    for (ca, cb) in a[..LANES * chunks]
+        .chunks_exact(LANES)
+        .zip(b[..LANES * chunks].chunks_exact(LANES))
     {
-        for k in 0..8 {
+        for k in 0..LANES {
             acc[k] += ca[k].into() * cb[k];
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for i in 8 * chunks..a.len() {
+    let mut s = combine(&acc);
+    for i in LANES * chunks..a.len() {
         s += a[i].into() * b[i];
     }
     s
@@ -176,30 +188,34 @@ impl Feature for f32 {
 }
 
 /// [`rows_kernel`] for f32 rows with the dot product written in AVX-512 (the compiler vectorizes
-/// the mixed-width reduction only two lanes wide). Eight lanes, each summing every eighth product,
-/// combined in [`dot`]'s order: the same arithmetic as the portable version.
+/// the mixed-width reduction only two lanes wide): four registers of running sums, combined in
+/// [`dot`]'s order, so the arithmetic is the portable version's.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn rows_f32_avx512(x: &[f32], y: &[f64], w: &[f64], b: f64, g: &mut [f64]) -> (f64, f64) {
     use std::arch::x86_64::*;
     let d = w.len();
-    let n8 = d / 8 * 8;
     let (mut loss, mut gb) = (0.0, 0.0);
     for (row, &yi) in x.chunks_exact(d).zip(y) {
-        let mut acc = _mm512_setzero_pd();
+        let mut acc = [_mm512_setzero_pd(); 4];
+        let n32 = d / LANES * LANES;
         let mut i = 0;
-        while i < n8 {
-            // SAFETY: i + 8 <= n8 <= d = row.len() = w.len().
-            let xa = unsafe { _mm512_cvtps_pd(_mm256_loadu_ps(row.as_ptr().add(i))) };
-            let wb = unsafe { _mm512_loadu_pd(w.as_ptr().add(i)) };
-            acc = _mm512_add_pd(acc, _mm512_mul_pd(xa, wb));
-            i += 8;
+        while i < n32 {
+            for (m, a) in acc.iter_mut().enumerate() {
+                // SAFETY: i + 8m + 8 <= n32 <= d = row.len() = w.len().
+                let xa = unsafe { _mm512_cvtps_pd(_mm256_loadu_ps(row.as_ptr().add(i + 8 * m))) };
+                let wb = unsafe { _mm512_loadu_pd(w.as_ptr().add(i + 8 * m)) };
+                *a = _mm512_add_pd(*a, _mm512_mul_pd(xa, wb));
+            }
+            i += LANES;
         }
-        let mut l = [0f64; 8];
-        // SAFETY: l holds eight f64.
-        unsafe { _mm512_storeu_pd(l.as_mut_ptr(), acc) };
-        let mut dotv = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
-        for j in n8..d {
+        let mut l = [0f64; LANES];
+        for (m, a) in acc.iter().enumerate() {
+            // SAFETY: l holds 32 f64; each store writes eight of them.
+            unsafe { _mm512_storeu_pd(l.as_mut_ptr().add(8 * m), *a) };
+        }
+        let mut dotv = combine(&l);
+        for j in n32..d {
             dotv += row[j] as f64 * w[j];
         }
         let raw = dotv + b;
@@ -429,5 +445,24 @@ fn fit_design<T: Feature>(design: &Design<T>, y: &[f64], opts: &LogRegOptions) -
         y_list.push(yv);
         rho.push(1.0 / dr);
         theta = rr / dr;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{rows_kernel, Feature};
+
+    #[test]
+    fn every_version_of_the_pass_rounds_alike() {
+        // d = 77 covers the 32-lane body and the tail.
+        let (n, d) = (9, 77);
+        let x: Vec<f32> = (0..n * d).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
+        let y: Vec<f64> = (0..n).map(|i| (i % 2) as f64).collect();
+        let w: Vec<f64> = (0..d).map(|j| ((j * 13 % 29) as f64 - 14.0) * 0.07).collect();
+        let (mut g1, mut g2) = (vec![0.0; d], vec![0.0; d]);
+        let a = <f32 as Feature>::rows(&x, &y, &w, 0.3, &mut g1);
+        let b = rows_kernel(&x, &y, &w, 0.3, &mut g2);
+        assert_eq!(a, b);
+        assert_eq!(g1, g2);
     }
 }
