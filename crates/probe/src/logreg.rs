@@ -456,9 +456,13 @@ mod tests {
     fn every_version_of_the_pass_rounds_alike() {
         // d = 77 covers the 32-lane body and the tail.
         let (n, d) = (9, 77);
-        let x: Vec<f32> = (0..n * d).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
+        let x: Vec<f32> = (0..n * d)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+            .collect();
         let y: Vec<f64> = (0..n).map(|i| (i % 2) as f64).collect();
-        let w: Vec<f64> = (0..d).map(|j| ((j * 13 % 29) as f64 - 14.0) * 0.07).collect();
+        let w: Vec<f64> = (0..d)
+            .map(|j| ((j * 13 % 29) as f64 - 14.0) * 0.07)
+            .collect();
         let (mut g1, mut g2) = (vec![0.0; d], vec![0.0; d]);
         let a = <f32 as Feature>::rows(&x, &y, &w, 0.3, &mut g1);
         let b = rows_kernel(&x, &y, &w, 0.3, &mut g2);
