@@ -6,57 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/golden")
-        .join(name)
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_pretrace")
-}
-
-fn pretrace(args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .output()
-        .expect("run pretrace");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ok(args: &[&str]) -> String {
-    let (success, err) = pretrace(args);
-    assert!(success, "pretrace {args:?} failed: {err}");
-    err
-}
-
-fn fails(args: &[&str]) -> String {
-    let (success, err) = pretrace(args);
-    assert!(!success, "expected failure for {args:?}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let err = err.trim_end();
-    let last = err.lines().last().unwrap_or("");
-    assert!(last.starts_with("error: "), "{err}");
-    assert_eq!(
-        err.lines().filter(|l| l.starts_with("error")).count(),
-        1,
-        "{err}"
-    );
-    last.to_string()
-}
+mod run;
+use run::{bin, fails, golden, ok, s};
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pretrace-extract-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    run::scratch("extract", name)
 }
 
 /// The values of an F32 safetensors tensor.

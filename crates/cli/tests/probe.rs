@@ -3,49 +3,12 @@
 use pretrace_store::{CheckpointInfo, DatasetInfo, Extraction, Manifest, Store, StoreDType};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/golden")
-        .join(name)
-}
-
-fn run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pretrace"))
-        .args(args)
-        .output()
-        .expect("run pretrace");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ok(args: &[&str]) -> String {
-    let (success, err) = run(args);
-    assert!(success, "pretrace {args:?} failed: {err}");
-    err
-}
-
-fn fails(args: &[&str]) -> String {
-    let (success, err) = run(args);
-    assert!(!success, "expected failure for {args:?}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let last = err.trim_end().lines().last().unwrap_or("").to_string();
-    assert!(last.starts_with("error: "), "{err}");
-    last
-}
+mod run;
+use run::{fails, golden, ok, s};
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pretrace-probe-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    run::scratch("probe", name)
 }
 
 fn extract(out: &Path, data: &Path, extra: &[&str]) {

@@ -359,48 +359,41 @@ fn fit_design<T: Feature>(design: &Design<T>, y: &[f64], opts: &LogRegOptions) -
             *dj = -qj;
         }
         let gd0 = dot(&g, &dir);
-        if gd0 >= 0.0 {
-            if k == 0 {
-                return finish(xk, iter, false);
-            }
-            // Not a descent direction: forget the pairs and start again from the gradient.
-            s_list.clear();
-            y_list.clear();
-            rho.clear();
-            theta = 1.0;
-            continue;
-        }
-        let dnorm = dot(&dir, &dir).sqrt();
-        let stp0 = if iter == 0 {
-            (1.0 / dnorm).min(BIG)
-        } else {
-            1.0
-        };
-        let (mut search, mut stp) = Search::start(f, gd0, stp0, 1e-3, 0.9, 0.1, 0.0, BIG);
         let f0 = f;
-        let mut evals = 0usize;
-        let mut gd;
-        let mut failed = false;
-        loop {
-            for ((xn, &x0), &dj) in xnew.iter_mut().zip(&xk).zip(&dir) {
-                *xn = if stp == 1.0 { x0 + dj } else { stp * dj + x0 };
+        // The line search from xk along dir: the accepted step and the directional derivative there,
+        // or None when dir is not a descent direction or the search fails.
+        let accepted: Option<(f64, f64)> = 'search: {
+            if gd0 >= 0.0 {
+                break 'search None;
             }
-            let fnew = design.loss_grad(y, &xnew, l2, &mut gnew, &mut u);
-            evals += 1;
-            gd = dot(&gnew, &dir);
-            let (task, next) = search.step(fnew, gd, stp);
-            if task == Task::Fg {
+            let dnorm = dot(&dir, &dir).sqrt();
+            let stp0 = if iter == 0 {
+                (1.0 / dnorm).min(BIG)
+            } else {
+                1.0
+            };
+            let (mut search, mut stp) = Search::start(f, gd0, stp0, 1e-3, 0.9, 0.1, 0.0, BIG);
+            for evals in 1.. {
+                for ((xn, &x0), &dj) in xnew.iter_mut().zip(&xk).zip(&dir) {
+                    *xn = if stp == 1.0 { x0 + dj } else { stp * dj + x0 };
+                }
+                let fnew = design.loss_grad(y, &xnew, l2, &mut gnew, &mut u);
+                let gd = dot(&gnew, &dir);
+                let (task, next) = search.step(fnew, gd, stp);
+                if task != Task::Fg {
+                    f = fnew;
+                    break 'search Some((stp, gd));
+                }
                 if evals >= MAXLS {
-                    failed = true;
                     break;
                 }
                 stp = next;
-                continue;
             }
-            f = fnew;
-            break;
-        }
-        if failed {
+            None
+        };
+        let Some((stp, gd)) = accepted else {
+            // L-BFGS-B's restart: forget the pairs and start again from the gradient; with no
+            // pairs to forget, stop.
             if k == 0 {
                 return finish(xk, iter, false);
             }
@@ -409,7 +402,7 @@ fn fit_design<T: Feature>(design: &Design<T>, y: &[f64], opts: &LogRegOptions) -
             rho.clear();
             theta = 1.0;
             continue;
-        }
+        };
         // A new iterate.
         let s: Vec<f64> = dir.iter().map(|dj| stp * dj).collect();
         let yv: Vec<f64> = gnew.iter().zip(&g).map(|(a, b)| a - b).collect();
