@@ -193,6 +193,27 @@ fn pretrace_data_rows(p: &Path) -> Vec<(String, i64)> {
     out
 }
 
+/// Every row of every layer of a stored entry is within `tol` (relative) of transformers' output
+/// for checkpoint `step` in tests/golden/sweep/ref.safetensors.
+fn assert_matches_reference(
+    e: &pretrace_store::Entry,
+    reference: &safetensors::SafeTensors,
+    step: &str,
+    tol: f64,
+) {
+    for l in 0..3 {
+        let t = reference
+            .tensor(&format!("{step}.blocks.{l}.hook_resid_post"))
+            .unwrap();
+        let want = f32s(&t);
+        let d = t.shape()[1];
+        for r in 0..t.shape()[0] {
+            let err = rel(e.layers[&l].row(r), &want[r * d..(r + 1) * d]);
+            assert!(err < tol, "{step} layer {l} row {r}: relative error {err}");
+        }
+    }
+}
+
 #[test]
 fn sweep_matches_transformers_on_pythia_style_checkpoints() {
     let dir = scratch("golden");
@@ -227,17 +248,7 @@ fn sweep_matches_transformers_on_pythia_style_checkpoints() {
         let e = store.read(step, "texts").unwrap();
         assert_eq!(e.manifest.checkpoint.step, Some(step[4..].parse().unwrap()));
         assert_eq!(e.manifest.dataset.rows, 19);
-        for l in 0..3 {
-            let t = reference
-                .tensor(&format!("{step}.blocks.{l}.hook_resid_post"))
-                .unwrap();
-            let want: Vec<f32> = f32s(&t);
-            let d = t.shape()[1];
-            for r in 0..t.shape()[0] {
-                let err = rel(e.layers[&l].row(r), &want[r * d..(r + 1) * d]);
-                assert!(err < 1e-4, "{step} layer {l} row {r}: relative error {err}");
-            }
-        }
+        assert_matches_reference(&e, &reference, step, 1e-4);
     }
     // bf16 compute stays within bf16's precision of transformers' f32.
     let half = dir.join("bf16");
@@ -259,17 +270,7 @@ fn sweep_matches_transformers_on_pythia_style_checkpoints() {
         .read("step1000", "texts")
         .unwrap();
     assert_eq!(e.manifest.extraction.compute_dtype, "bf16");
-    for l in 0..3 {
-        let t = reference
-            .tensor(&format!("step1000.blocks.{l}.hook_resid_post"))
-            .unwrap();
-        let want: Vec<f32> = f32s(&t);
-        let d = t.shape()[1];
-        for r in 0..t.shape()[0] {
-            let err = rel(e.layers[&l].row(r), &want[r * d..(r + 1) * d]);
-            assert!(err < 3e-2, "bf16 layer {l} row {r}: relative error {err}");
-        }
-    }
+    assert_matches_reference(&e, &reference, "step1000", 3e-2);
     // Different checkpoints give different activations (the sweep did not reuse one model).
     let a = store.read("step0", "texts").unwrap();
     let b = store.read("step1000", "texts").unwrap();

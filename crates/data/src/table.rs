@@ -330,22 +330,8 @@ fn arrow_cell(a: &dyn Array, i: usize) -> Value {
         DataType::Utf8 => Value::Str(a.as_string::<i32>().value(i).to_string()),
         DataType::LargeUtf8 => Value::Str(a.as_string::<i64>().value(i).to_string()),
         DataType::Utf8View => Value::Str(a.as_string_view().value(i).to_string()),
-        DataType::List(_) => {
-            let inner = a.as_list::<i32>().value(i);
-            Value::List(
-                (0..inner.len())
-                    .map(|j| arrow_cell(inner.as_ref(), j))
-                    .collect(),
-            )
-        }
-        DataType::LargeList(_) => {
-            let inner = a.as_list::<i64>().value(i);
-            Value::List(
-                (0..inner.len())
-                    .map(|j| arrow_cell(inner.as_ref(), j))
-                    .collect(),
-            )
-        }
+        DataType::List(_) => list_cell(a.as_list::<i32>().value(i).as_ref()),
+        DataType::LargeList(_) => list_cell(a.as_list::<i64>().value(i).as_ref()),
         DataType::Dictionary(_, _) => {
             let d = a.as_any_dictionary();
             let key = d.normalized_keys()[i];
@@ -354,6 +340,11 @@ fn arrow_cell(a: &dyn Array, i: usize) -> Value {
         // Structs and other nested types are not needed by any dataset here.
         other => Value::Str(format!("<{other}>")),
     }
+}
+
+/// The items of one list cell.
+fn list_cell(inner: &dyn Array) -> Value {
+    Value::List((0..inner.len()).map(|j| arrow_cell(inner, j)).collect())
 }
 
 fn table_from_batches(
