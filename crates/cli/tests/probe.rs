@@ -30,18 +30,33 @@ fn extract(out: &Path, data: &Path, extra: &[&str]) {
 
 /// `probes.csv` as (checkpoint, dataset, layer) → (accuracy, note).
 fn read_probes(dir: &Path) -> BTreeMap<(String, String, usize), (String, String)> {
+    read_columns(dir, &["accuracy", "note"])
+        .into_iter()
+        .map(|(k, mut v)| {
+            let note = v.pop().unwrap();
+            (k, (v.pop().unwrap(), note))
+        })
+        .collect()
+}
+
+/// `probes.csv` as (checkpoint, dataset, layer) → the named columns.
+fn read_columns(dir: &Path, names: &[&str]) -> BTreeMap<(String, String, usize), Vec<String>> {
     let text = std::fs::read_to_string(dir.join("probes.csv")).unwrap();
     let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(
-        lines.next().unwrap(),
-        "checkpoint,step,dataset,layer,accuracy,n_train,n_test,n_iter,converged,constant_features,note"
+        header,
+        "checkpoint,step,dataset,layer,accuracy,accuracy_std,control_accuracy,n_train,n_test,n_iter,converged,constant_features,note"
+            .split(',')
+            .collect::<Vec<_>>()
     );
+    let at = |n: &str| header.iter().position(|h| *h == n).unwrap();
     lines
         .map(|l| {
-            let f: Vec<&str> = l.splitn(11, ',').collect();
+            let f: Vec<&str> = l.splitn(header.len(), ',').collect();
             (
                 (f[0].to_string(), f[2].to_string(), f[3].parse().unwrap()),
-                (f[4].to_string(), f[10].to_string()),
+                names.iter().map(|n| f[at(n)].to_string()).collect(),
             )
         })
         .collect()
@@ -71,7 +86,7 @@ fn probes_every_cell_and_reports_single_class_sets() {
     assert!((0.0..=1.0).contains(&acc));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("probes.json")).unwrap()).unwrap();
-    assert_eq!(json["protocol"], "paper");
+    assert_eq!(json["protocol"]["name"], "paper");
     assert_eq!(json["probes"].as_array().unwrap().len(), 18);
     // Selection.
     let out2 = dir.join("sel");
@@ -89,6 +104,75 @@ fn probes_every_cell_and_reports_single_class_sets() {
         "1-2",
     ]);
     assert_eq!(read_probes(&out2).len(), 4);
+    // The cross-validated protocol fills its columns; paper rows leave them empty.
+    let cols = read_columns(&out, &["accuracy_std", "control_accuracy"]);
+    assert!(cols.values().all(|v| v.iter().all(|c| c.is_empty())));
+    let cv = dir.join("cv");
+    ok(&[
+        "probe",
+        "--store",
+        s(&store),
+        "--out",
+        s(&cv),
+        "--protocol",
+        "cv",
+        "--folds",
+        "3",
+        "--seed",
+        "11",
+        "--datasets",
+        "texts",
+    ]);
+    let cols = read_columns(
+        &cv,
+        &["accuracy", "accuracy_std", "control_accuracy", "n_test"],
+    );
+    assert_eq!(cols.len(), 9);
+    for v in cols.values() {
+        for c in &v[..3] {
+            let x: f64 = c.parse().unwrap();
+            assert!((0.0..=1.0).contains(&x), "{v:?}");
+        }
+        assert_eq!(v[3], "19", "every row is tested once");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cv.join("probes.json")).unwrap()).unwrap();
+    assert_eq!(json["protocol"]["name"], "cv");
+    assert_eq!(json["protocol"]["folds"], 3);
+    assert_eq!(json["protocol"]["seed"], 11);
+    // The same seed gives the same table.
+    let cv2 = dir.join("cv2");
+    ok(&[
+        "probe",
+        "--store",
+        s(&store),
+        "--out",
+        s(&cv2),
+        "--protocol",
+        "cv",
+        "--folds",
+        "3",
+        "--seed",
+        "11",
+        "--datasets",
+        "texts",
+    ]);
+    assert_eq!(
+        std::fs::read(cv.join("probes.csv")).unwrap(),
+        std::fs::read(cv2.join("probes.csv")).unwrap()
+    );
+    let e = fails(&[
+        "probe",
+        "--store",
+        s(&store),
+        "--out",
+        s(&cv2),
+        "--protocol",
+        "cv",
+        "--folds",
+        "1",
+    ]);
+    assert!(e.contains("--folds 1 is too few"), "{e}");
 }
 
 #[test]
@@ -247,4 +331,21 @@ fn middle_layers_beat_layer_zero_on_real_features() {
             acc(0)
         );
     }
+    // Cross-validated, the middle layers are selective: well above their shuffled-label control.
+    let cv = dir.join("cv");
+    ok(&[
+        "probe",
+        "--store",
+        s(&store),
+        "--out",
+        s(&cv),
+        "--protocol",
+        "cv",
+        "--layers",
+        "12",
+    ]);
+    let cols = read_columns(&cv, &["accuracy", "control_accuracy"]);
+    let v = cols.values().next().unwrap();
+    let (a, c): (f64, f64) = (v[0].parse().unwrap(), v[1].parse().unwrap());
+    assert!(a > acc(0) && a - c > 0.1, "cv accuracy {a}, control {c}");
 }

@@ -10,12 +10,14 @@
 //! assert_eq!(r.n_train, 4);
 //! ```
 
+mod cv;
 mod linesearch;
 pub mod logreg;
 mod sweep;
 
+pub use cv::{cv_probe, shuffled_labels, stratified_folds, CvOptions, CvResult};
 pub use logreg::{fit, fit_standardized, Feature, LogReg, LogRegOptions};
-pub use sweep::{probe_store, write_results, Row, Selection};
+pub use sweep::{probe_store, write_results, Protocol, Row, Selection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -53,6 +55,30 @@ pub fn standardization(x: &[f32], d: usize) -> (Vec<f64>, Vec<f64>, usize) {
     (mean, scale, constant)
 }
 
+/// The checks every protocol makes on a cell: shape, 0/1 labels, finite activations.
+pub(crate) fn check_cell(x: &[f32], d: usize, labels: &[i64]) -> Result<(), ProbeError> {
+    let n = labels.len();
+    if d == 0 || x.len() != n * d {
+        return Err(ProbeError::Invalid(format!(
+            "features hold {} values, expected {n} rows × {d}",
+            x.len()
+        )));
+    }
+    if let Some(bad) = labels.iter().find(|&&l| l != 0 && l != 1) {
+        return Err(ProbeError::Invalid(format!(
+            "label {bad} is not 0 or 1; probes need labeled rows"
+        )));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(ProbeError::Invalid(format!(
+            "row {} holds a non-finite activation ({})",
+            i / d,
+            x[i]
+        )));
+    }
+    Ok(())
+}
+
 /// One probe's result.
 #[derive(Debug, Clone)]
 pub struct ProbeResult {
@@ -76,24 +102,7 @@ pub fn paper_probe(
     opts: &LogRegOptions,
 ) -> Result<ProbeResult, ProbeError> {
     let n = labels.len();
-    if d == 0 || x.len() != n * d {
-        return Err(ProbeError::Invalid(format!(
-            "features hold {} values, expected {n} rows × {d}",
-            x.len()
-        )));
-    }
-    if let Some(bad) = labels.iter().find(|&&l| l != 0 && l != 1) {
-        return Err(ProbeError::Invalid(format!(
-            "label {bad} is not 0 or 1; probes need labeled rows"
-        )));
-    }
-    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-        return Err(ProbeError::Invalid(format!(
-            "row {} holds a non-finite activation ({})",
-            i / d,
-            x[i]
-        )));
-    }
+    check_cell(x, d, labels)?;
     let (mean, scale, constant) = standardization(x, d);
     let z_row = |i: usize| -> Vec<f64> {
         x[i * d..(i + 1) * d]

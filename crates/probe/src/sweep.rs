@@ -1,7 +1,7 @@
 //! Probes over a whole activation store: every (checkpoint, dataset, layer) cell, in parallel, into
 //! `probes.csv` and `probes.json`.
 
-use crate::{paper_probe, LogRegOptions, ProbeError};
+use crate::{cv_probe, paper_probe, CvOptions, LogRegOptions, ProbeError};
 use pretrace_store::Store;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +15,24 @@ pub struct Selection {
     pub layers: Vec<usize>,
 }
 
+/// How each cell is probed.
+#[derive(Debug, Clone, Copy)]
+pub enum Protocol {
+    /// The paper's code: z-score over all rows, first 80% train, test accuracy.
+    Paper,
+    /// Stratified k-fold with training-fold standardization and a shuffled-label control.
+    Cv(CvOptions),
+}
+
+impl Protocol {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Protocol::Paper => "paper",
+            Protocol::Cv(_) => "cv",
+        }
+    }
+}
+
 /// One cell's result, a row of `probes.csv`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Row {
@@ -22,8 +40,12 @@ pub struct Row {
     pub step: Option<u64>,
     pub dataset: String,
     pub layer: usize,
-    /// Test accuracy (empty when there are no test rows).
+    /// Test accuracy (empty when there are no test rows); for cv, the mean over folds.
     pub accuracy: Option<f64>,
+    /// cv: the standard deviation of the folds' accuracies.
+    pub accuracy_std: Option<f64>,
+    /// cv: the accuracy of the same protocol on shuffled labels (the control task).
+    pub control_accuracy: Option<f64>,
     pub n_train: usize,
     pub n_test: usize,
     pub n_iter: usize,
@@ -33,11 +55,12 @@ pub struct Row {
     pub note: String,
 }
 
-/// Probes every selected cell of `store` with the paper's protocol. `progress(done, total)` is
+/// Probes every selected cell of `store` with `protocol`. `progress(done, total, what)` is
 /// called as entries finish.
 pub fn probe_store(
     store: &Store,
     sel: &Selection,
+    protocol: Protocol,
     opts: &LogRegOptions,
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<Vec<Row>, ProbeError> {
@@ -114,34 +137,66 @@ pub fn probe_store(
             .par_iter()
             .map(|&l| {
                 let m = &e.layers[&l];
-                let r = paper_probe(&m.data, m.cols, &e.labels, opts).map_err(|er| {
+                let at = |er: ProbeError| {
                     err(format!("checkpoint '{c}', dataset '{d}', layer {l}: {er}"))
-                })?;
-                let mut notes = Vec::new();
-                if let Some(class) = r.single_class {
-                    notes.push(format!(
-                        "training rows hold class {class} only; the probe predicts it"
-                    ));
-                }
-                if r.constant_features > 0 {
-                    notes.push(format!(
-                        "{} constant features set to 0",
-                        r.constant_features
-                    ));
-                }
-                Ok(Row {
+                };
+                let mut row = Row {
                     checkpoint: c.clone(),
                     step,
                     dataset: d.clone(),
                     layer: l,
-                    accuracy: r.accuracy,
-                    n_train: r.n_train,
-                    n_test: r.n_test,
-                    n_iter: r.model.as_ref().map_or(0, |m| m.n_iter),
-                    converged: r.model.as_ref().is_some_and(|m| m.converged),
-                    constant_features: r.constant_features,
-                    note: notes.join("; "),
-                })
+                    accuracy: None,
+                    accuracy_std: None,
+                    control_accuracy: None,
+                    n_train: 0,
+                    n_test: 0,
+                    n_iter: 0,
+                    converged: false,
+                    constant_features: 0,
+                    note: String::new(),
+                };
+                let mut notes = Vec::new();
+                match protocol {
+                    Protocol::Paper => {
+                        let r = paper_probe(&m.data, m.cols, &e.labels, opts).map_err(at)?;
+                        if let Some(class) = r.single_class {
+                            notes.push(format!(
+                                "training rows hold class {class} only; the probe predicts it"
+                            ));
+                        }
+                        row.accuracy = r.accuracy;
+                        row.n_train = r.n_train;
+                        row.n_test = r.n_test;
+                        row.n_iter = r.model.as_ref().map_or(0, |m| m.n_iter);
+                        row.converged = r.model.as_ref().is_some_and(|m| m.converged);
+                        row.constant_features = r.constant_features;
+                    }
+                    Protocol::Cv(cv) => {
+                        let r = cv_probe(&m.data, m.cols, &e.labels, &cv, opts).map_err(at)?;
+                        if r.single_class_folds > 0 {
+                            notes.push(format!(
+                                "{} of {} folds trained on one class only and predict it",
+                                r.single_class_folds, cv.folds
+                            ));
+                        }
+                        row.accuracy = Some(r.accuracy);
+                        row.accuracy_std = Some(r.accuracy_std);
+                        row.control_accuracy = Some(r.control_accuracy);
+                        row.n_train = r.n_train;
+                        row.n_test = r.n_test;
+                        row.n_iter = r.n_iter;
+                        row.converged = r.n_iter > 0 && r.converged;
+                        row.constant_features = r.constant_features;
+                    }
+                }
+                if row.constant_features > 0 {
+                    notes.push(format!(
+                        "{} constant features set to 0",
+                        row.constant_features
+                    ));
+                }
+                row.note = notes.join("; ");
+                Ok(row)
             })
             .collect();
         for cell in cells {
@@ -168,9 +223,14 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// `probes.csv` (header `checkpoint,step,dataset,layer,accuracy,n_train,n_test,n_iter,converged,
-/// constant_features,note`) and `probes.json` in `dir`, each written atomically.
-pub fn write_results(dir: &Path, rows: &[Row], protocol: &str) -> Result<(), ProbeError> {
+/// `probes.csv` (header `checkpoint,step,dataset,layer,accuracy,accuracy_std,control_accuracy,
+/// n_train,n_test,n_iter,converged,constant_features,note`; the cv columns are empty for the paper
+/// protocol) and `probes.json` in `dir`, each written atomically.
+pub fn write_results(
+    dir: &Path,
+    rows: &[Row],
+    protocol: &serde_json::Value,
+) -> Result<(), ProbeError> {
     let err = |m: String| ProbeError::Invalid(m);
     std::fs::create_dir_all(dir).map_err(|e| {
         err(format!(
@@ -179,16 +239,19 @@ pub fn write_results(dir: &Path, rows: &[Row], protocol: &str) -> Result<(), Pro
         ))
     })?;
     let mut csv = String::from(
-        "checkpoint,step,dataset,layer,accuracy,n_train,n_test,n_iter,converged,constant_features,note\n",
+        "checkpoint,step,dataset,layer,accuracy,accuracy_std,control_accuracy,n_train,n_test,n_iter,converged,constant_features,note\n",
     );
+    let opt = |v: Option<f64>| v.map_or(String::new(), |a| format!("{a}"));
     for r in rows {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             csv_field(&r.checkpoint),
             r.step.map_or(String::new(), |s| s.to_string()),
             csv_field(&r.dataset),
             r.layer,
-            r.accuracy.map_or(String::new(), |a| format!("{a}")),
+            opt(r.accuracy),
+            opt(r.accuracy_std),
+            opt(r.control_accuracy),
             r.n_train,
             r.n_test,
             r.n_iter,
