@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 mod extract;
+mod infoplane;
 mod probe;
 
 #[derive(Parser)]
@@ -44,6 +45,9 @@ enum Command {
     BuildDataset(extract::BuildArgs),
     /// Fit a linear probe per (checkpoint, dataset, layer) of an activation store.
     Probe(probe::ProbeArgs),
+    /// Estimate I(T;X) and I(T;Y) per (checkpoint, dataset, layer) of an activation store: the
+    /// paper's normalized HSIC, biased HSIC, or KSG mutual information.
+    Infoplane(infoplane::InfoplaneArgs),
 }
 
 #[derive(Args)]
@@ -111,6 +115,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Extract(a) => extract::run_extract(a),
         Command::BuildDataset(a) => extract::run_build(a),
         Command::Probe(a) => probe::run_probe(a),
+        Command::Infoplane(a) => infoplane::run_infoplane(a),
     }
 }
 

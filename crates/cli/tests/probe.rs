@@ -1,11 +1,11 @@
 //! `pretrace probe`: results over a store, bad input, and real features.
 
-use pretrace_store::{CheckpointInfo, DatasetInfo, Extraction, Manifest, Store, StoreDType};
+use pretrace_store::Store;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 mod run;
-use run::{fails, golden, ok, s};
+use run::{fails, golden, ok, s, toy_entry};
 
 fn scratch(name: &str) -> PathBuf {
     run::scratch("probe", name)
@@ -214,54 +214,19 @@ fn bad_stores_are_one_line_errors() {
     );
     // NaN activations.
     let nan = dir.join("nan");
-    let st = Store::create(&nan, "pretrace test").unwrap();
     let rows = 10;
-    let mut act = vec![0.5f32; rows * 4];
-    for (i, v) in act.iter_mut().enumerate() {
-        *v = (i as f32 * 0.37).sin();
-    }
+    let mut act: Vec<f32> = (0..rows * 4).map(|i| (i as f32 * 0.37).sin()).collect();
     act[13] = f32::NAN;
-    let manifest = Manifest {
-        store_format: pretrace_store::FORMAT_VERSION,
-        tool: "pretrace test".into(),
-        checkpoint: CheckpointInfo {
-            name: "step7".into(),
-            path: String::new(),
-            step: Some(7),
-            tokens: None,
-            config: serde_json::json!({}),
-            weights: vec![],
-        },
-        dataset: DatasetInfo {
-            name: "toy".into(),
-            path: String::new(),
-            sha256: String::new(),
-            rows,
-            text_column: "statement".into(),
-            label_column: Some("label".into()),
-        },
-        extraction: Extraction {
-            site: "hook_resid_post".into(),
-            layers: vec![3],
-            token: "last".into(),
-            template: None,
-            special_tokens: true,
-            compute_dtype: "f32".into(),
-            store_dtype: "f32".into(),
-        },
-        tensors: BTreeMap::new(),
-        total_tokens: 0,
-    };
     let labels: Vec<i64> = (0..rows as i64).map(|i| i % 2).collect();
-    st.write(
-        &manifest,
+    toy_entry(
+        &nan,
+        "step7",
+        Some(7),
+        "toy",
         &BTreeMap::from([(3usize, act)]),
         4,
         &labels,
-        &vec![1; rows],
-        StoreDType::F32,
-    )
-    .unwrap();
+    );
     let e = fails(&["probe", "--store", s(&nan), "--out", s(&out)]);
     assert!(
         e.contains("checkpoint 'step7', dataset 'toy', layer 3") && e.contains("non-finite"),

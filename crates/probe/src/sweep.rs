@@ -55,15 +55,10 @@ pub struct Row {
     pub note: String,
 }
 
-/// Probes every selected cell of `store` with `protocol`. `progress(done, total, what)` is
-/// called as entries finish.
-pub fn probe_store(
-    store: &Store,
-    sel: &Selection,
-    protocol: Protocol,
-    opts: &LogRegOptions,
-    progress: &mut dyn FnMut(usize, usize, &str),
-) -> Result<Vec<Row>, ProbeError> {
+/// The (checkpoint, dataset) entries of `store` that `sel` picks, after checking that they form a
+/// grid: at least one entry, every dataset in every checkpoint, and each dataset with the same
+/// layers in every checkpoint.
+pub fn select_entries(store: &Store, sel: &Selection) -> Result<Vec<(String, String)>, ProbeError> {
     let err = |m: String| ProbeError::Invalid(m);
     let entries = store.entries().map_err(|e| err(e.to_string()))?;
     if entries.is_empty() {
@@ -73,6 +68,12 @@ pub fn probe_store(
         )));
     }
     let keep = |list: &Vec<String>, v: &str| list.is_empty() || list.iter().any(|x| x == v);
+    // The selected checkpoints: every one of them must hold every selected dataset.
+    let all_checkpoints: BTreeSet<String> = entries
+        .iter()
+        .map(|(c, _)| c.clone())
+        .filter(|c| keep(&sel.checkpoints, c))
+        .collect();
     let entries: Vec<(String, String)> = entries
         .into_iter()
         .filter(|(c, d)| keep(&sel.checkpoints, c) && keep(&sel.datasets, d))
@@ -83,7 +84,7 @@ pub fn probe_store(
         ));
     }
     // Every dataset must be in every checkpoint, with the same layers.
-    let checkpoints: BTreeSet<&String> = entries.iter().map(|(c, _)| c).collect();
+    let checkpoints: BTreeSet<&String> = all_checkpoints.iter().collect();
     let mut by_dataset: BTreeMap<&String, Vec<&String>> = BTreeMap::new();
     for (c, d) in &entries {
         by_dataset.entry(d).or_default().push(c);
@@ -118,6 +119,20 @@ pub fn probe_store(
             _ => {}
         }
     }
+    Ok(entries)
+}
+
+/// Probes every selected cell of `store` with `protocol`. `progress(done, total, what)` is
+/// called as entries finish.
+pub fn probe_store(
+    store: &Store,
+    sel: &Selection,
+    protocol: Protocol,
+    opts: &LogRegOptions,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<Vec<Row>, ProbeError> {
+    let err = |m: String| ProbeError::Invalid(m);
+    let entries = select_entries(store, sel)?;
     let total = entries.len();
     let mut rows = Vec::new();
     for (k, (c, d)) in entries.iter().enumerate() {
@@ -215,7 +230,8 @@ pub fn probe_store(
     Ok(rows)
 }
 
-fn csv_field(s: &str) -> String {
+/// One CSV field, quoted when it holds a comma, quote or line break.
+pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -61,3 +61,63 @@ pub fn scratch(suite: &str, name: &str) -> PathBuf {
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// Writes one entry with the given activations (`[rows, d]` per layer) and labels into the store
+/// at `dir` (created if needed), as `pretrace extract` would.
+pub fn toy_entry(
+    dir: &Path,
+    checkpoint: &str,
+    step: Option<u64>,
+    dataset: &str,
+    layers: &std::collections::BTreeMap<usize, Vec<f32>>,
+    d: usize,
+    labels: &[i64],
+) {
+    use pretrace_store::{CheckpointInfo, DatasetInfo, Extraction, Manifest, Store, StoreDType};
+    let st = if dir.join("store.json").is_file() {
+        Store::open(dir).unwrap()
+    } else {
+        Store::create(dir, "pretrace test").unwrap()
+    };
+    let rows = labels.len();
+    let manifest = Manifest {
+        store_format: pretrace_store::FORMAT_VERSION,
+        tool: "pretrace test".into(),
+        checkpoint: CheckpointInfo {
+            name: checkpoint.into(),
+            path: String::new(),
+            step,
+            tokens: None,
+            config: serde_json::json!({}),
+            weights: vec![],
+        },
+        dataset: DatasetInfo {
+            name: dataset.into(),
+            path: String::new(),
+            sha256: String::new(),
+            rows,
+            text_column: "statement".into(),
+            label_column: Some("label".into()),
+        },
+        extraction: Extraction {
+            site: "hook_resid_post".into(),
+            layers: layers.keys().copied().collect(),
+            token: "last".into(),
+            template: None,
+            special_tokens: true,
+            compute_dtype: "f32".into(),
+            store_dtype: "f32".into(),
+        },
+        tensors: std::collections::BTreeMap::new(),
+        total_tokens: 0,
+    };
+    st.write(
+        &manifest,
+        layers,
+        d,
+        labels,
+        &vec![1; rows],
+        StoreDType::F32,
+    )
+    .unwrap();
+}
