@@ -1,29 +1,12 @@
 #!/usr/bin/env bash
 # The paper's probes, pretrace vs scikit-learn, on the same store of real features, same machine, same
-# run. Builds the store first: SmolLM2-135M-Instruct (f32), all 30 layers, the first ROWS rows of each of
-# the paper's five labeled datasets (../shared/datasets/tracingllm). See bench/probe_ref.py.
+# run: SmolLM2-135M-Instruct (f32), all 30 layers, the first ROWS rows of each of the paper's five
+# labeled datasets (bench/real_store.sh). See bench/probe_ref.py.
 # Needs: python3 with numpy, scikit-learn, safetensors. Usage: bench/probe.sh [THREADS] [ROUNDS] [ROWS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-$(nproc)}
 rounds=${2:-3}
 rows=${3:-600}
-gguf=$(bench/smollm2.sh)
-shared=../shared/datasets/tracingllm
-[ -d "$shared" ] || { echo "needs $shared (the paper's datasets)" >&2; exit 1; }
-cargo build --release -q -p pretrace-cli
-work=.cache/bench-probe
-mkdir -p "$work/data"
-args=()
-for d in truthfulqa_train toxigen confaide stereoset sst2; do
-  python3 - "$shared/$d.csv" "$work/data/$d.csv" "$rows" <<'PY'
-import csv, sys
-src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-rows = list(csv.reader(open(src, newline="", encoding="utf-8")))
-with open(dst, "w", newline="", encoding="utf-8") as f:
-    csv.writer(f, lineterminator="\r\n").writerows(rows[: n + 1])
-PY
-  args+=(--data "$work/data/$d.csv")
-done
-./target/release/pretrace --threads "$threads" extract --checkpoints "$gguf" "${args[@]}" --out "$work/store" 2>&1 | tail -1
-python3 bench/probe_ref.py --store "$work/store" --pretrace ./target/release/pretrace --threads "$threads" --rounds "$rounds"
+store=$(bench/real_store.sh "$threads" "$rows")
+python3 bench/probe_ref.py --store "$store" --pretrace ./target/release/pretrace --threads "$threads" --rounds "$rounds"

@@ -128,3 +128,23 @@ pub fn run_infoplane(a: InfoplaneArgs) -> Result<()> {
     );
     Ok(())
 }
+
+impl InfoplaneArgs {
+    /// `estimators` with default settings over every cell of `store`, into `out`.
+    pub fn defaults(store: PathBuf, out: PathBuf, estimators: Vec<String>) -> InfoplaneArgs {
+        InfoplaneArgs {
+            store,
+            out,
+            estimator: estimators,
+            sigma: 50.0,
+            input_layer: None,
+            max_rows: 10_000,
+            k: 3,
+            pca_dims: 4,
+            max_memory: None,
+            checkpoints: Vec::new(),
+            datasets: Vec::new(),
+            layers: "all".into(),
+        }
+    }
+}

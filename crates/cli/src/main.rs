@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 mod extract;
 mod infoplane;
 mod probe;
+mod report;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +49,9 @@ enum Command {
     /// Estimate I(T;X) and I(T;Y) per (checkpoint, dataset, layer) of an activation store: the
     /// paper's normalized HSIC, biased HSIC, or KSG mutual information.
     Infoplane(infoplane::InfoplaneArgs),
+    /// Figures (PNG and SVG) and a self-contained report.html from a store's probe and
+    /// information-plane results, computing them if missing.
+    Report(report::ReportArgs),
 }
 
 #[derive(Args)]
@@ -116,6 +120,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::BuildDataset(a) => extract::run_build(a),
         Command::Probe(a) => probe::run_probe(a),
         Command::Infoplane(a) => infoplane::run_infoplane(a),
+        Command::Report(a) => report::run_report(a),
     }
 }
 

@@ -103,3 +103,19 @@ pub fn run_probe(a: ProbeArgs) -> Result<()> {
     );
     Ok(())
 }
+
+impl ProbeArgs {
+    /// The paper protocol over every cell of `store`, into `out`.
+    pub fn defaults(store: PathBuf, out: PathBuf) -> ProbeArgs {
+        ProbeArgs {
+            store,
+            out,
+            protocol: Protocol::Paper,
+            checkpoints: Vec::new(),
+            datasets: Vec::new(),
+            layers: "all".into(),
+            folds: 5,
+            seed: 0,
+        }
+    }
+}

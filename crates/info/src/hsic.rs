@@ -11,13 +11,18 @@ pub const EPSILON: f64 = 1e-5;
 
 /// `K̃ = K H` for the rows of `a` (`m × d`): `K̃[i,j] = K[i,j] − mean_k K[i,k]`.
 pub fn centered_kernel(a: MatRef<'_, f64>, sigma: f64) -> Mat<f64> {
+    use faer::linalg::matmul::triangular::{matmul, BlockStructure};
     let (m, d) = (a.nrows(), a.ncols());
+    // The Gram matrix's lower half (K is symmetric), then K there, then mirrored.
     let mut g = Mat::<f64>::zeros(m, m);
-    faer::linalg::matmul::matmul(
+    matmul(
         g.as_mut(),
+        BlockStructure::TriangularLower,
         faer::Accum::Replace,
         a,
+        BlockStructure::Rectangular,
         a.transpose(),
+        BlockStructure::Rectangular,
         1.0,
         faer::get_global_parallelism(),
     );
@@ -25,9 +30,19 @@ pub fn centered_kernel(a: MatRef<'_, f64>, sigma: f64) -> Mat<f64> {
     let variance = 2.0 * sigma * sigma * d as f64;
     for j in 0..m {
         let col = g.col_mut(j).try_as_col_major_mut().unwrap().as_slice_mut();
-        for (i, v) in col.iter_mut().enumerate() {
+        for (i, v) in col.iter_mut().enumerate().skip(j) {
             let dist = (norms[i] - 2.0 * *v + norms[j]).abs();
             *v = (-dist / variance).exp();
+        }
+    }
+    const TILE: usize = 64;
+    for j0 in (0..m).step_by(TILE) {
+        for i0 in (j0..m).step_by(TILE) {
+            for j in j0..(j0 + TILE).min(m) {
+                for i in i0.max(j + 1)..(i0 + TILE).min(m) {
+                    g[(j, i)] = g[(i, j)];
+                }
+            }
         }
     }
     // Right-multiplying by H subtracts each row's mean (K is symmetric: row i's mean is column i's).

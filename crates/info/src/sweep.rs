@@ -283,6 +283,12 @@ pub fn infoplane_store(
             .build()
             .map_err(|e| err(format!("cannot start worker threads: {e}")))?;
         let step = e.manifest.checkpoint.step;
+        // Layers in parallel, each layer's matrix work on one thread: at these sizes that keeps
+        // every core busy without the cost of splitting small products.
+        let outer = faer::get_global_parallelism();
+        if concurrent > 1 && std::env::var_os("PRETRACE_NESTED").is_none() {
+            faer::set_global_parallelism(faer::Par::Seq);
+        }
         let cells: Vec<Vec<Row>> = pool.install(|| {
             layers
                 .par_iter()
@@ -304,6 +310,7 @@ pub fn infoplane_store(
                 })
                 .collect()
         });
+        faer::set_global_parallelism(outer);
         rows.extend(cells.into_iter().flatten());
         progress(k + 1, total, &format!("{c}/{d}"));
     }
