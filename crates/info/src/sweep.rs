@@ -7,7 +7,7 @@ use crate::hsic::{
 use crate::ksg::{ksg, ksg_discrete, pca};
 use crate::InfoError;
 use faer::Mat;
-use pretrace_probe::{csv_field, select_entries, standardization, Selection};
+use pretrace_probe::{csv_field, for_each_entry, select_entries, standardization, Selection};
 use pretrace_store::Store;
 use rayon::prelude::*;
 use std::path::Path;
@@ -233,11 +233,11 @@ pub fn infoplane_store(
     let entries = select_entries(store, sel).map_err(|e| err(e.to_string()))?;
     let total = entries.len();
     let mut rows = Vec::new();
-    for (k, (c, d)) in entries.iter().enumerate() {
-        let e = store.read(c, d).map_err(|e| err(e.to_string()))?;
+    for_each_entry(store, &entries, |k, c, d, e| {
+        let e = e.map_err(err)?;
         if e.labels.iter().any(|&l| l < 0) {
             progress(k + 1, total, &format!("skip {c}/{d}: unlabeled"));
-            continue;
+            return Ok(());
         }
         let input = match s.input_layer {
             Some(l) => l,
@@ -265,7 +265,7 @@ pub fn infoplane_store(
                 total,
                 &format!("skip {c}/{d}: fewer than 2 training rows"),
             );
-            continue;
+            return Ok(());
         }
         let ctx = Context::new(standardized_head(&xm.data, xm.cols, m), &e.labels, s);
         let layers: Vec<usize> = e
@@ -297,9 +297,9 @@ pub fn infoplane_store(
                     ctx.layer(standardized_head(&mat.data, mat.cols, m), s)
                         .into_iter()
                         .map(|(est, i_tx, i_ty)| Row {
-                            checkpoint: c.clone(),
+                            checkpoint: c.to_string(),
                             step,
-                            dataset: d.clone(),
+                            dataset: d.to_string(),
                             layer: l,
                             estimator: est.name(),
                             i_tx,
@@ -313,7 +313,8 @@ pub fn infoplane_store(
         faer::set_global_parallelism(outer);
         rows.extend(cells.into_iter().flatten());
         progress(k + 1, total, &format!("{c}/{d}"));
-    }
+        Ok(())
+    })?;
     rows.sort_by(|a, b| {
         (a.step, &a.checkpoint, &a.dataset, a.estimator, a.layer).cmp(&(
             b.step,

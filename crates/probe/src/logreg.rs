@@ -187,43 +187,111 @@ impl Feature for f32 {
     }
 }
 
-/// [`rows_kernel`] for f32 rows with the dot product written in AVX-512 (the compiler vectorizes
-/// the mixed-width reduction only two lanes wide): four registers of running sums, combined in
-/// [`dot`]'s order, so the arithmetic is the portable version's.
+/// [`rows_kernel`] for f32 rows in AVX-512 (the compiler vectorizes the mixed-width reduction only
+/// two lanes wide), two rows at a time: their dot products share the loads of `w`, and one pass adds
+/// both rows' terms to `g`. Each dot product keeps four registers of running sums combined in
+/// [`dot`]'s order, and `g` receives row i's product before row i+1's, each as a product then a sum,
+/// so the arithmetic is the portable version's.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn rows_f32_avx512(x: &[f32], y: &[f64], w: &[f64], b: f64, g: &mut [f64]) -> (f64, f64) {
     use std::arch::x86_64::*;
     let d = w.len();
+    let n32 = d / LANES * LANES;
+    let n8 = d / 8 * 8;
     let (mut loss, mut gb) = (0.0, 0.0);
-    for (row, &yi) in x.chunks_exact(d).zip(y) {
+    // The row's dot product with w, in [`dot`]'s order.
+    let dot1 = |row: &[f32]| -> f64 {
         let mut acc = [_mm512_setzero_pd(); 4];
-        let n32 = d / LANES * LANES;
         let mut i = 0;
         while i < n32 {
             for (m, a) in acc.iter_mut().enumerate() {
                 // SAFETY: i + 8m + 8 <= n32 <= d = row.len() = w.len().
-                let xa = unsafe { _mm512_cvtps_pd(_mm256_loadu_ps(row.as_ptr().add(i + 8 * m))) };
-                let wb = unsafe { _mm512_loadu_pd(w.as_ptr().add(i + 8 * m)) };
-                *a = _mm512_add_pd(*a, _mm512_mul_pd(xa, wb));
+                unsafe {
+                    let xa = _mm512_cvtps_pd(_mm256_loadu_ps(row.as_ptr().add(i + 8 * m)));
+                    let wb = _mm512_loadu_pd(w.as_ptr().add(i + 8 * m));
+                    *a = _mm512_add_pd(*a, _mm512_mul_pd(xa, wb));
+                }
             }
             i += LANES;
         }
+        finish(&acc, row, w, n32)
+    };
+    #[inline(always)]
+    fn finish(acc: &[__m512d; 4], row: &[f32], w: &[f64], n32: usize) -> f64 {
         let mut l = [0f64; LANES];
         for (m, a) in acc.iter().enumerate() {
             // SAFETY: l holds 32 f64; each store writes eight of them.
             unsafe { _mm512_storeu_pd(l.as_mut_ptr().add(8 * m), *a) };
         }
-        let mut dotv = combine(&l);
-        for j in n32..d {
-            dotv += row[j] as f64 * w[j];
+        let mut s = combine(&l);
+        for j in n32..w.len() {
+            s += row[j] as f64 * w[j];
         }
-        let raw = dotv + b;
+        s
+    }
+    let mut term = |raw: f64, yi: f64| -> f64 {
         loss += log1pexp(raw) - yi * raw;
         let r = expit(raw) - yi;
         gb += r;
-        for (gj, &xj) in g.iter_mut().zip(row) {
-            *gj += r * xj as f64;
+        r
+    };
+    let mut pairs = x.chunks_exact(2 * d);
+    let mut k = 0;
+    for two in pairs.by_ref() {
+        let (r0, r1) = two.split_at(d);
+        let (mut a0, mut a1) = ([_mm512_setzero_pd(); 4], [_mm512_setzero_pd(); 4]);
+        let mut i = 0;
+        while i < n32 {
+            for m in 0..4 {
+                // SAFETY: i + 8m + 8 <= n32 <= d = r0.len() = r1.len() = w.len().
+                unsafe {
+                    let wb = _mm512_loadu_pd(w.as_ptr().add(i + 8 * m));
+                    let x0 = _mm512_cvtps_pd(_mm256_loadu_ps(r0.as_ptr().add(i + 8 * m)));
+                    let x1 = _mm512_cvtps_pd(_mm256_loadu_ps(r1.as_ptr().add(i + 8 * m)));
+                    a0[m] = _mm512_add_pd(a0[m], _mm512_mul_pd(x0, wb));
+                    a1[m] = _mm512_add_pd(a1[m], _mm512_mul_pd(x1, wb));
+                }
+            }
+            i += LANES;
+        }
+        let q0 = term(finish(&a0, r0, w, n32) + b, y[k]);
+        let q1 = term(finish(&a1, r1, w, n32) + b, y[k + 1]);
+        k += 2;
+        let (v0, v1) = (_mm512_set1_pd(q0), _mm512_set1_pd(q1));
+        let mut j = 0;
+        while j < n8 {
+            // SAFETY: j + 8 <= n8 <= d = r0.len() = r1.len() = g.len().
+            unsafe {
+                let x0 = _mm512_cvtps_pd(_mm256_loadu_ps(r0.as_ptr().add(j)));
+                let x1 = _mm512_cvtps_pd(_mm256_loadu_ps(r1.as_ptr().add(j)));
+                let gp = g.as_mut_ptr().add(j);
+                let s0 = _mm512_add_pd(_mm512_loadu_pd(gp), _mm512_mul_pd(v0, x0));
+                _mm512_storeu_pd(gp, _mm512_add_pd(s0, _mm512_mul_pd(v1, x1)));
+            }
+            j += 8;
+        }
+        for j in n8..d {
+            g[j] += q0 * r0[j] as f64;
+            g[j] += q1 * r1[j] as f64;
+        }
+    }
+    let rest = pairs.remainder();
+    if !rest.is_empty() {
+        let q = term(dot1(rest) + b, y[k]);
+        let v = _mm512_set1_pd(q);
+        let mut j = 0;
+        while j < n8 {
+            // SAFETY: j + 8 <= n8 <= d = rest.len() = g.len().
+            unsafe {
+                let xa = _mm512_cvtps_pd(_mm256_loadu_ps(rest.as_ptr().add(j)));
+                let gp = g.as_mut_ptr().add(j);
+                _mm512_storeu_pd(gp, _mm512_add_pd(_mm512_loadu_pd(gp), _mm512_mul_pd(v, xa)));
+            }
+            j += 8;
+        }
+        for j in n8..d {
+            g[j] += q * rest[j] as f64;
         }
     }
     (loss, gb)

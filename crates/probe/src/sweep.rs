@@ -122,6 +122,33 @@ pub fn select_entries(store: &Store, sel: &Selection) -> Result<Vec<(String, Str
     Ok(entries)
 }
 
+/// Calls `f(k, checkpoint, dataset, entry)` on each entry in order, reading the next entry on another
+/// thread while `f` runs, so that reading the store overlaps the work on the previous entry. At most
+/// two entries are in memory at once. Stops at the first error `f` returns.
+pub fn for_each_entry<E>(
+    store: &Store,
+    entries: &[(String, String)],
+    mut f: impl FnMut(usize, &str, &str, Result<pretrace_store::Entry, String>) -> Result<(), E>,
+) -> Result<(), E> {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        s.spawn(move || {
+            for (c, d) in entries {
+                if tx
+                    .send(store.read(c, d).map_err(|e| e.to_string()))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        for (k, ((c, d), e)) in entries.iter().zip(rx.iter()).enumerate() {
+            f(k, c, d, e)?;
+        }
+        Ok(())
+    })
+}
+
 /// Probes every selected cell of `store` with `protocol`. `progress(done, total, what)` is
 /// called as entries finish.
 pub fn probe_store(
@@ -135,11 +162,11 @@ pub fn probe_store(
     let entries = select_entries(store, sel)?;
     let total = entries.len();
     let mut rows = Vec::new();
-    for (k, (c, d)) in entries.iter().enumerate() {
-        let e = store.read(c, d).map_err(|e| err(e.to_string()))?;
+    for_each_entry(store, &entries, |k, c, d, e| {
+        let e = e.map_err(err)?;
         if e.labels.iter().any(|&l| l < 0) {
             progress(k + 1, total, &format!("skip {c}/{d}: unlabeled"));
-            continue;
+            return Ok(());
         }
         let layers: Vec<usize> = e
             .layers
@@ -153,12 +180,12 @@ pub fn probe_store(
             .map(|&l| {
                 let m = &e.layers[&l];
                 let at = |er: ProbeError| {
-                    err(format!("checkpoint '{c}', dataset '{d}', layer {l}: {er}"))
+                    ProbeError::Invalid(format!("checkpoint '{c}', dataset '{d}', layer {l}: {er}"))
                 };
                 let mut row = Row {
-                    checkpoint: c.clone(),
+                    checkpoint: c.to_string(),
                     step,
-                    dataset: d.clone(),
+                    dataset: d.to_string(),
                     layer: l,
                     accuracy: None,
                     accuracy_std: None,
@@ -218,7 +245,8 @@ pub fn probe_store(
             rows.push(cell?);
         }
         progress(k + 1, total, &format!("{c}/{d}"));
-    }
+        Ok(())
+    })?;
     rows.sort_by(|a, b| {
         (a.step, &a.checkpoint, &a.dataset, a.layer).cmp(&(
             b.step,

@@ -391,7 +391,11 @@ impl Store {
             )
         })?;
         let path = dir.join(ACTIVATIONS);
-        let bytes = std::fs::read(&path).map_err(|e| io(&path, "cannot read", e))?;
+        let file = std::fs::File::open(&path).map_err(|e| io(&path, "cannot read", e))?;
+        // SAFETY: entries are written into a temporary directory and renamed into place, never
+        // modified in place, so the mapped file does not change while it is read.
+        let bytes =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io(&path, "cannot read", e))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| {
             StoreError::at(
                 &path,
