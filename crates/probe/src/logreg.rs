@@ -81,27 +81,23 @@ fn dot<T: Copy + Into<f64>>(a: &[T], b: &[f64]) -> f64 {
     s
 }
 
-/// `log(1 + exp(x))` without overflow or cancellation.
+/// One row's half binomial loss and its gradient with respect to the raw prediction, computed as
+/// scikit-learn computes them (`closs_grad_half_binomial` in `sklearn/_loss/_loss.pyx.tp`): one
+/// `exp` and at most one `log1p`, with the same branches and the same expressions.
 #[inline(always)]
-fn log1pexp(x: f64) -> f64 {
-    if x <= -37.0 {
-        x.exp()
-    } else if x <= 18.0 {
-        x.exp().ln_1p()
-    } else if x <= 33.3 {
-        x + (-x).exp()
+fn loss_grad_sample(y: f64, raw: f64) -> (f64, f64) {
+    if raw <= -37.0 {
+        let e = raw.exp();
+        (e - y * raw, e - y)
+    } else if raw <= -2.0 {
+        let e = raw.exp();
+        (e.ln_1p() - y * raw, ((1.0 - y) * e - y) / (1.0 + e))
+    } else if raw <= 18.0 {
+        let e = (-raw).exp();
+        (e.ln_1p() + (1.0 - y) * raw, ((1.0 - y) - y * e) / (1.0 + e))
     } else {
-        x
-    }
-}
-
-#[inline(always)]
-fn expit(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
+        let e = (-raw).exp();
+        (e + (1.0 - y) * raw, ((1.0 - y) - y * e) / (1.0 + e))
     }
 }
 
@@ -153,8 +149,8 @@ fn rows_kernel<T: Copy + Into<f64>>(
     let (mut loss, mut gb) = (0.0, 0.0);
     for (row, &yi) in x.chunks_exact(d).zip(y) {
         let raw = dot(row, w) + b;
-        loss += log1pexp(raw) - yi * raw;
-        let r = expit(raw) - yi;
+        let (l, r) = loss_grad_sample(yi, raw);
+        loss += l;
         gb += r;
         for (gj, &xj) in g.iter_mut().zip(row) {
             *gj += r * xj.into();
@@ -231,8 +227,8 @@ unsafe fn rows_f32_avx512(x: &[f32], y: &[f64], w: &[f64], b: f64, g: &mut [f64]
         s
     }
     let mut term = |raw: f64, yi: f64| -> f64 {
-        loss += log1pexp(raw) - yi * raw;
-        let r = expit(raw) - yi;
+        let (l, r) = loss_grad_sample(yi, raw);
+        loss += l;
         gb += r;
         r
     };
