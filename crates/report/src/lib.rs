@@ -263,14 +263,16 @@ pub fn write_report(
         .map(|r| r.layer)
         .chain(info.iter().map(|r| r.layer))
         .collect();
+    if let Some(l) = opts.layers.iter().find(|l| !all_layers.contains(l)) {
+        return Err(ReportError::Invalid(format!(
+            "--layers {l}: not among the results' layers {:?}; choose from those",
+            all_layers
+        )));
+    }
     let chosen: Vec<usize> = if opts.layers.is_empty() {
         spread(&all_layers, 5)
     } else {
-        opts.layers
-            .iter()
-            .copied()
-            .filter(|l| all_layers.contains(l))
-            .collect()
+        opts.layers.clone()
     };
     let estimators: BTreeSet<String> = info.iter().map(|r| r.estimator.clone()).collect();
     let multi = axis.order.len() > 1;
