@@ -188,7 +188,7 @@ fn draw_lines<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &LinePanel) 
                     .draw_series(s.points.iter().map(|&q| Circle::new(q, 2, c.filled())))
                     .map_err(e)?;
             }
-            if p.series.iter().filter(|s| !s.label.is_empty()).count() > 1 {
+            if p.series.iter().any(|s| !s.label.is_empty()) {
                 chart
                     .configure_series_labels()
                     .background_style(WHITE.mix(0.8))
