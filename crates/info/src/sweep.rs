@@ -7,7 +7,9 @@ use crate::hsic::{
 use crate::ksg::{ksg, ksg_discrete, pca};
 use crate::InfoError;
 use faer::Mat;
-use pretrace_probe::{csv_field, for_each_entry, select_entries, standardization, Selection};
+use pretrace_probe::{
+    csv_field, for_each_entry, select_entries, standardization, write_table, Selection,
+};
 use pretrace_store::Store;
 use rayon::prelude::*;
 use std::path::Path;
@@ -334,13 +336,6 @@ pub fn write_results(
     rows: &[Row],
     manifest: &serde_json::Value,
 ) -> Result<(), InfoError> {
-    let err = |m: String| InfoError::Invalid(m);
-    std::fs::create_dir_all(dir).map_err(|e| {
-        err(format!(
-            "{}: cannot create ({e}); choose a writable --out",
-            dir.display()
-        ))
-    })?;
     let mut csv = String::from("checkpoint,step,dataset,layer,estimator,i_tx,i_ty,m\n");
     for r in rows {
         csv.push_str(&format!(
@@ -355,12 +350,7 @@ pub fn write_results(
             r.m
         ));
     }
-    pretrace_store::write_atomic(&dir.join("infoplane.csv"), csv.as_bytes())
-        .map_err(|e| err(e.to_string()))?;
     let mut json = manifest.clone();
-    json["rows"] = serde_json::to_value(rows).map_err(|e| err(e.to_string()))?;
-    let text = serde_json::to_string_pretty(&json).map_err(|e| err(e.to_string()))?;
-    pretrace_store::write_atomic(&dir.join("infoplane.json"), text.as_bytes())
-        .map_err(|e| err(e.to_string()))?;
-    Ok(())
+    json["rows"] = serde_json::to_value(rows).map_err(|e| InfoError::Invalid(e.to_string()))?;
+    write_table(dir, "infoplane", &csv, &json).map_err(|e| InfoError::Invalid(e.to_string()))
 }

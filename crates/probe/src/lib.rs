@@ -18,7 +18,8 @@ mod sweep;
 pub use cv::{cv_probe, shuffled_labels, stratified_folds, CvOptions, CvResult};
 pub use logreg::{fit, fit_standardized, Feature, LogReg, LogRegOptions};
 pub use sweep::{
-    csv_field, for_each_entry, probe_store, select_entries, write_results, Protocol, Row, Selection,
+    csv_field, for_each_entry, probe_store, select_entries, write_results, write_table, Protocol,
+    Row, Selection,
 };
 
 #[derive(Debug, thiserror::Error)]

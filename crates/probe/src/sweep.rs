@@ -267,13 +267,13 @@ pub fn csv_field(s: &str) -> String {
     }
 }
 
-/// `probes.csv` (header `checkpoint,step,dataset,layer,accuracy,accuracy_std,control_accuracy,
-/// n_train,n_test,n_iter,converged,constant_features,note`; the cv columns are empty for the paper
-/// protocol) and `probes.json` in `dir`, each written atomically.
-pub fn write_results(
+/// Writes a results table as `dir/{stem}.csv` and `dir/{stem}.json` (pretty-printed), each
+/// atomically, creating `dir` if needed.
+pub fn write_table(
     dir: &Path,
-    rows: &[Row],
-    protocol: &serde_json::Value,
+    stem: &str,
+    csv: &str,
+    json: &serde_json::Value,
 ) -> Result<(), ProbeError> {
     let err = |m: String| ProbeError::Invalid(m);
     std::fs::create_dir_all(dir).map_err(|e| {
@@ -282,6 +282,21 @@ pub fn write_results(
             dir.display()
         ))
     })?;
+    pretrace_store::write_atomic(&dir.join(format!("{stem}.csv")), csv.as_bytes())
+        .map_err(|e| err(e.to_string()))?;
+    let text = serde_json::to_string_pretty(json).map_err(|e| err(e.to_string()))?;
+    pretrace_store::write_atomic(&dir.join(format!("{stem}.json")), text.as_bytes())
+        .map_err(|e| err(e.to_string()))
+}
+
+/// `probes.csv` (header `checkpoint,step,dataset,layer,accuracy,accuracy_std,control_accuracy,
+/// n_train,n_test,n_iter,converged,constant_features,note`; the cv columns are empty for the paper
+/// protocol) and `probes.json` in `dir`, each written atomically.
+pub fn write_results(
+    dir: &Path,
+    rows: &[Row],
+    protocol: &serde_json::Value,
+) -> Result<(), ProbeError> {
     let mut csv = String::from(
         "checkpoint,step,dataset,layer,accuracy,accuracy_std,control_accuracy,n_train,n_test,n_iter,converged,constant_features,note\n",
     );
@@ -304,11 +319,6 @@ pub fn write_results(
             csv_field(&r.note)
         ));
     }
-    pretrace_store::write_atomic(&dir.join("probes.csv"), csv.as_bytes())
-        .map_err(|e| err(e.to_string()))?;
     let json = serde_json::json!({ "protocol": protocol, "probes": rows });
-    let text = serde_json::to_string_pretty(&json).map_err(|e| err(e.to_string()))?;
-    pretrace_store::write_atomic(&dir.join("probes.json"), text.as_bytes())
-        .map_err(|e| err(e.to_string()))?;
-    Ok(())
+    write_table(dir, "probes", &csv, &json)
 }
