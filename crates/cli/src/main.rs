@@ -12,6 +12,7 @@ mod extract;
 mod infoplane;
 mod probe;
 mod report;
+mod steer;
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +53,8 @@ enum Command {
     /// Figures (PNG and SVG) and a self-contained report.html from a store's probe and
     /// information-plane results, computing them if missing.
     Report(report::ReportArgs),
+    /// Steering vectors from an activation store (`steer build`).
+    Steer(steer::SteerArgs),
 }
 
 #[derive(Args)]
@@ -121,6 +124,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Probe(a) => probe::run_probe(a),
         Command::Infoplane(a) => infoplane::run_infoplane(a),
         Command::Report(a) => report::run_report(a),
+        Command::Steer(a) => steer::run_steer(a),
     }
 }
 
