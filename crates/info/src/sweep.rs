@@ -288,7 +288,7 @@ pub fn infoplane_store(
         // Layers in parallel, each layer's matrix work on one thread: at these sizes that keeps
         // every core busy without the cost of splitting small products.
         let outer = faer::get_global_parallelism();
-        if concurrent > 1 && std::env::var_os("PRETRACE_NESTED").is_none() {
+        if concurrent > 1 {
             faer::set_global_parallelism(faer::Par::Seq);
         }
         let cells: Vec<Vec<Row>> = pool.install(|| {
