@@ -116,6 +116,40 @@ pub fn ksg_discrete(x: MatRef<'_, f64>, labels: &[i64], k: usize) -> f64 {
     digamma_int(keep.len()) + mean(|t| t.0) - mean(|t| t.1) - mean(|t| t.2)
 }
 
+/// The unit directions of the `take` largest principal axes of the rows of `c` (`m × d`, already
+/// centred), as the columns of a `d × take'` matrix in increasing order of variance; directions of
+/// zero variance are left out. From the eigendecomposition of the smaller of CᵀC (d×d) and CCᵀ (m×m);
+/// signs follow the eigensolver.
+pub fn principal_directions(c: MatRef<'_, f64>, take: usize) -> Mat<f64> {
+    let (m, d) = (c.nrows(), c.ncols());
+    let par = faer::get_global_parallelism();
+    let gram = |a: MatRef<'_, f64>| {
+        let mut g = Mat::<f64>::zeros(a.ncols(), a.ncols());
+        faer::linalg::matmul::matmul(g.as_mut(), faer::Accum::Replace, a.transpose(), a, 1.0, par);
+        g.self_adjoint_eigen(Side::Lower)
+            .expect("eigendecomposition of a symmetric matrix")
+    };
+    let mut dirs: Vec<Vec<f64>> = Vec::new();
+    if d <= m {
+        let evd = gram(c);
+        for j in d - take.min(d)..d {
+            dirs.push((0..d).map(|i| evd.U()[(i, j)]).collect());
+        }
+    } else {
+        // Right singular vectors from the left ones: v = Cᵀu / ‖Cᵀu‖.
+        let evd = gram(c.transpose());
+        for j in m - take.min(m)..m {
+            let v: Vec<f64> = (0..d)
+                .map(|i| (0..m).map(|k| c[(k, i)] * evd.U()[(k, j)]).sum())
+                .collect();
+            let len = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            dirs.push(v.iter().map(|a| a / len).collect());
+        }
+    }
+    dirs.retain(|v| v.iter().all(|a| a.is_finite()));
+    Mat::from_fn(d, dirs.len(), |i, j| dirs[j][i])
+}
+
 /// The first `p` principal components of the rows of `a` (centred on their mean), each scaled to
 /// unit variance: an `m × p'` matrix with `p' = min(p, rank)`. Signs follow the eigensolver.
 pub fn pca(a: MatRef<'_, f64>, p: usize) -> Mat<f64> {
@@ -127,44 +161,16 @@ pub fn pca(a: MatRef<'_, f64>, p: usize) -> Mat<f64> {
             c[(i, j)] -= mu;
         }
     }
-    let par = faer::get_global_parallelism();
-    // Eigenvectors of the smaller of CᵀC (d×d) and CCᵀ (m×m).
-    let scores = if d <= m {
-        let mut cov = Mat::<f64>::zeros(d, d);
-        faer::linalg::matmul::matmul(
-            cov.as_mut(),
-            faer::Accum::Replace,
-            c.transpose(),
-            c.as_ref(),
-            1.0,
-            par,
-        );
-        let evd = cov
-            .self_adjoint_eigen(Side::Lower)
-            .expect("eigendecomposition of a covariance matrix");
-        let take = p.min(d);
-        let v = evd.U().subcols(d - take, take);
-        let mut s = Mat::<f64>::zeros(m, take);
-        faer::linalg::matmul::matmul(s.as_mut(), faer::Accum::Replace, c.as_ref(), v, 1.0, par);
-        s
-    } else {
-        let mut g = Mat::<f64>::zeros(m, m);
-        faer::linalg::matmul::matmul(
-            g.as_mut(),
-            faer::Accum::Replace,
-            c.as_ref(),
-            c.transpose(),
-            1.0,
-            par,
-        );
-        let evd = g
-            .self_adjoint_eigen(Side::Lower)
-            .expect("eigendecomposition of a Gram matrix");
-        let take = p.min(m);
-        let u = evd.U().subcols(m - take, take);
-        let s = evd.S();
-        Mat::from_fn(m, take, |i, j| u[(i, j)] * s[m - take + j].max(0.0).sqrt())
-    };
+    let v = principal_directions(c.as_ref(), p);
+    let mut scores = Mat::<f64>::zeros(m, v.ncols());
+    faer::linalg::matmul::matmul(
+        scores.as_mut(),
+        faer::Accum::Replace,
+        c.as_ref(),
+        v.as_ref(),
+        1.0,
+        faer::get_global_parallelism(),
+    );
     // Largest component first; unit variance; components with no variance are dropped.
     let take = scores.ncols();
     let mut cols: Vec<Vec<f64>> = Vec::new();

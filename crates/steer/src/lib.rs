@@ -15,7 +15,8 @@
 //! assert!((v.vector[0] - 1.8).abs() < 1e-6); // f32 inputs
 //! ```
 
-use faer::{Mat, Side};
+use faer::Mat;
+use pretrace_info::ksg::principal_directions;
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -183,41 +184,11 @@ pub fn build(
     })
 }
 
-/// The unit right singular vector of the largest singular value of `c` (`p × d`), from the
-/// eigendecomposition of the smaller of `cᵀc` and `ccᵀ`; `None` when `c` is zero.
+/// The unit direction of the largest principal axis of `c` (`p × d`, centred); `None` when `c` is
+/// zero.
 fn first_component(c: &Mat<f64>) -> Option<Vec<f64>> {
-    let (p, d) = (c.nrows(), c.ncols());
-    let par = faer::get_global_parallelism();
-    let v: Vec<f64> = if d <= p {
-        let mut cov = Mat::<f64>::zeros(d, d);
-        faer::linalg::matmul::matmul(
-            cov.as_mut(),
-            faer::Accum::Replace,
-            c.transpose(),
-            c.as_ref(),
-            1.0,
-            par,
-        );
-        let e = cov.self_adjoint_eigen(Side::Lower).ok()?;
-        (0..d).map(|j| e.U()[(j, d - 1)]).collect()
-    } else {
-        let mut g = Mat::<f64>::zeros(p, p);
-        faer::linalg::matmul::matmul(
-            g.as_mut(),
-            faer::Accum::Replace,
-            c.as_ref(),
-            c.transpose(),
-            1.0,
-            par,
-        );
-        let e = g.self_adjoint_eigen(Side::Lower).ok()?;
-        let u: Vec<f64> = (0..p).map(|k| e.U()[(k, p - 1)]).collect();
-        (0..d)
-            .map(|j| (0..p).map(|k| c[(k, j)] * u[k]).sum())
-            .collect()
-    };
-    let len = v.iter().map(|a| a * a).sum::<f64>().sqrt();
-    (len > 0.0 && len.is_finite()).then(|| v.iter().map(|a| a / len).collect())
+    let v = principal_directions(c.as_ref(), 1);
+    (v.ncols() == 1).then(|| (0..v.nrows()).map(|i| v[(i, 0)]).collect())
 }
 
 /// The safetensors file of one or more layers' vectors: a F32 `[d_model]` tensor per layer named
