@@ -6,7 +6,7 @@
 //!
 //! Bias, measured on Gaussian pairs of known MI (`tests/ksg.rs`, mean of four samples of 2,000, k = 3,
 //! correlations 0 to 0.9 per coordinate pair): within 0.02 nats + 3% of the closed form with 1 or 2
-//! dimensions per side; with 4 per side it underestimates, by 16% at ρ = 0.6 (0.75 vs 0.89 nats)
+//! dimensions per side; with 4 per side it underestimates, by 15% at ρ = 0.6 (0.76 vs 0.89 nats)
 //! and 20% at ρ = 0.9 (2.64 vs 3.32). The gap grows with dimension and with the MI itself, so on
 //! wide PCA projections KSG reads as a lower bound and is comparable across steps, not absolute.
 

@@ -6,28 +6,18 @@
 use faer::Mat;
 use pretrace_info::ksg::{ksg, ksg_discrete, pca};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
+use pretrace_data::builders::SplitMix64 as Rng;
+
+/// A standard normal draw (Box–Muller, cosine branch).
+fn normal(rng: &mut Rng) -> f64 {
+    let (u, v) = (1.0 - rng.next_f64(), rng.next_f64());
+    (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
 }
 
 fn gaussians(n: usize, p: usize, rho: f64, seed: u64) -> (Mat<f64>, Mat<f64>) {
-    let mut rng = Rng(seed);
-    let x = Mat::from_fn(n, p, |_, _| rng.normal());
-    let noise = Mat::from_fn(n, p, |_, _| rng.normal());
+    let mut rng = Rng::new(seed);
+    let x = Mat::from_fn(n, p, |_, _| normal(&mut rng));
+    let noise = Mat::from_fn(n, p, |_, _| normal(&mut rng));
     let y = Mat::from_fn(n, p, |i, j| {
         rho * x[(i, j)] + (1.0 - rho * rho).sqrt() * noise[(i, j)]
     });
@@ -65,13 +55,13 @@ fn ksg_is_within_its_documented_bias_on_gaussians() {
 fn ross_estimator_recovers_known_label_information() {
     // X | L=0 ~ U(0,2), X | L=1 ~ U(1,3), P(L=1) = 1/2: I(X;L) = ln 2 / 2. Disjoint supports: ln 2.
     let n = 4000;
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     for (shift, truth) in [
         (1.0, std::f64::consts::LN_2 / 2.0),
         (2.5, std::f64::consts::LN_2),
     ] {
         let labels: Vec<i64> = (0..n).map(|i| (i % 2) as i64).collect();
-        let x = Mat::from_fn(n, 1, |i, _| 2.0 * rng.uniform() + shift * labels[i] as f64);
+        let x = Mat::from_fn(n, 1, |i, _| 2.0 * rng.next_f64() + shift * labels[i] as f64);
         let est = ksg_discrete(x.as_ref(), &labels, 3);
         assert!(
             (est - truth).abs() < 0.03,
@@ -86,11 +76,11 @@ fn pca_keeps_the_informative_directions() {
     // recovers roughly the information of the pair.
     let (n, rho) = (1500, 0.8);
     let (x, y) = gaussians(n, 1, rho, 9);
-    let mut rng = Rng(10);
-    let dirs = Mat::from_fn(30, 1, |_, _| rng.normal());
+    let mut rng = Rng::new(10);
+    let dirs = Mat::from_fn(30, 1, |_, _| normal(&mut rng));
     let embed = |v: &Mat<f64>, rng: &mut Rng| {
         Mat::from_fn(n, 30, |i, j| {
-            3.0 * v[(i, 0)] * dirs[(j, 0)] + 0.05 * rng.normal()
+            3.0 * v[(i, 0)] * dirs[(j, 0)] + 0.05 * normal(rng)
         })
     };
     let (ex, ey) = (embed(&x, &mut rng), embed(&y, &mut rng));

@@ -3,6 +3,7 @@
 //! probe on shuffled labels) so selectivity (accuracy − control) can be read.
 
 use crate::{fit_standardized, standardization, LogRegOptions, ProbeError};
+use pretrace_data::builders::SplitMix64 as Rng;
 
 /// Settings of the cross-validated protocol.
 #[derive(Debug, Clone, Copy)]
@@ -39,40 +40,11 @@ pub struct CvResult {
     pub converged: bool,
 }
 
-/// SplitMix64: small, seedable and the same on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (n > 0), by rejection so every value is equally likely.
-    fn below(&mut self, n: u64) -> u64 {
-        let zone = u64::MAX - u64::MAX % n;
-        loop {
-            let v = self.next();
-            if v < zone {
-                return v % n;
-            }
-        }
-    }
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            v.swap(i, j);
-        }
-    }
-}
-
 /// Stratified fold of every row: each class's rows are shuffled with the seed, the classes are laid
 /// end to end (class 0 first) and dealt to the folds in turn, so every fold gets its share of each
 /// class and fold sizes differ by at most one.
 pub fn stratified_folds(labels: &[i64], folds: usize, seed: u64) -> Vec<usize> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut fold = vec![0usize; labels.len()];
     let mut next = 0usize;
     for class in [0i64, 1] {
@@ -90,7 +62,7 @@ pub fn stratified_folds(labels: &[i64], folds: usize, seed: u64) -> Vec<usize> {
 pub fn shuffled_labels(labels: &[i64], seed: u64) -> Vec<i64> {
     let mut v = labels.to_vec();
     // A different stream from the folds' so the permutation is not aligned with them.
-    Rng(seed ^ 0xC0_4E_7A_01).shuffle(&mut v);
+    Rng::new(seed ^ 0xC0_4E_7A_01).shuffle(&mut v);
     v
 }
 
@@ -228,14 +200,14 @@ mod tests {
     #[test]
     fn separable_features_beat_their_control() {
         // One informative feature plus noise: accuracy near 1, control near chance.
-        let mut rng = Rng(3);
+        let mut rng = Rng::new(3);
         let n = 200;
         let d = 4;
         let labels: Vec<i64> = (0..n).map(|i| (i % 2) as i64).collect();
         let mut x = Vec::new();
         for &l in &labels {
             for j in 0..d {
-                let noise = (rng.next() >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+                let noise = rng.next_f64() - 0.5;
                 let v = if j == 0 {
                     l as f64 * 2.0 + noise
                 } else {
