@@ -152,10 +152,22 @@ impl Hook for AddVector {
                 self.vector.dims()
             )));
         }
-        let mask = ctx.position_mask(&self.positions, x.device())?;
-        let v = (self.vector.to_dtype(DType::F32)? * self.alpha)?.reshape((1, 1, d))?;
-        let delta = mask.broadcast_mul(&v)?.to_dtype(x.dtype())?;
-        Ok(x.broadcast_add(&delta)?)
+        // α = 0 or a zero vector leaves the stream bit-identical (x + 0 would turn −0.0 into +0.0).
+        if self.alpha == 0.0 {
+            return Ok(x);
+        }
+        let v = (self.vector.to_dtype(DType::F32)? * self.alpha)?;
+        if v.abs()?.max(0)?.to_scalar::<f32>()? == 0.0 {
+            return Ok(x);
+        }
+        let v = v.reshape((1, 1, d))?.to_dtype(x.dtype())?;
+        let steered = x.broadcast_add(&v)?;
+        // Positions that are not selected keep their exact values.
+        let mask = ctx
+            .position_mask(&self.positions, x.device())?
+            .to_dtype(DType::U8)?
+            .broadcast_as(x.shape())?;
+        Ok(mask.where_cond(&steered, &x)?)
     }
     fn last_site(&self) -> Option<Site> {
         Some(self.site)

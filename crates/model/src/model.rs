@@ -711,16 +711,30 @@ impl Model {
         stop: &[u32],
         hooks: &mut [&mut dyn Hook],
     ) -> Result<Vec<Vec<u32>>> {
+        self.generate_with(prompts, max_new, stop, true, hooks)
+    }
+
+    /// [`Model::generate`], with or without the KV cache. Without it every step runs the whole
+    /// sequence again, so a hook sees every position in every call (as transformers' `generate`
+    /// with `use_cache=False` runs it).
+    pub fn generate_with(
+        &self,
+        prompts: &[Vec<u32>],
+        max_new: usize,
+        stop: &[u32],
+        use_cache: bool,
+        hooks: &mut [&mut dyn Hook],
+    ) -> Result<Vec<Vec<u32>>> {
         let mut out = vec![Vec::new(); prompts.len()];
         if max_new == 0 {
             return Ok(out);
         }
         let pad = stop.first().copied().unwrap_or(0);
-        let batch = Batch::pad(prompts, Padding::Left, pad)?;
+        let mut batch = Batch::pad(prompts, Padding::Left, pad)?;
         let mut cache = KvCache::new();
         let mut done = vec![false; prompts.len()];
         let mut logits = self
-            .forward(&batch, hooks, Logits::Last, Some(&mut cache))?
+            .forward(&batch, hooks, Logits::Last, use_cache.then_some(&mut cache))?
             .ok_or_else(|| ModelError::Invalid("no logits".into()))?;
         for step in 0..max_new {
             let next = argmax_rows(&logits)?;
@@ -735,13 +749,20 @@ impl Model {
             if step + 1 == max_new || done.iter().all(|&d| d) {
                 break;
             }
-            let step_batch = Batch {
-                ids: next.iter().map(|&i| vec![i]).collect(),
-                valid: vec![vec![true]; prompts.len()],
-            };
-            logits = self
-                .forward(&step_batch, hooks, Logits::Last, Some(&mut cache))?
-                .ok_or_else(|| ModelError::Invalid("no logits".into()))?;
+            logits = if use_cache {
+                let step_batch = Batch {
+                    ids: next.iter().map(|&i| vec![i]).collect(),
+                    valid: vec![vec![true]; prompts.len()],
+                };
+                self.forward(&step_batch, hooks, Logits::Last, Some(&mut cache))?
+            } else {
+                for ((ids, valid), &tok) in batch.ids.iter_mut().zip(&mut batch.valid).zip(&next) {
+                    ids.push(tok);
+                    valid.push(true);
+                }
+                self.forward(&batch, hooks, Logits::Last, None)?
+            }
+            .ok_or_else(|| ModelError::Invalid("no logits".into()))?;
         }
         Ok(out)
     }
