@@ -86,6 +86,8 @@ struct ForwardArgs {
     /// Output .safetensors file (written atomically).
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    steer: steer::SteerFlags,
 }
 
 #[derive(Args)]
@@ -98,9 +100,15 @@ struct GenerateArgs {
     /// Most tokens to generate.
     #[arg(long, default_value_t = 32)]
     max_new_tokens: usize,
-    /// Print one JSON object {"ids": [...], "text": "..."} instead of the text.
+    /// Print one JSON object {"ids": [...], "text": "...", "steering": ...} instead of the text.
     #[arg(long)]
     json: bool,
+    /// Recompute the whole sequence at every step instead of using the KV cache (with
+    /// `--steer-positions last`, earlier generated tokens are then not steered again).
+    #[arg(long)]
+    no_cache: bool,
+    #[command(flatten)]
+    steer: steer::SteerFlags,
 }
 
 fn main() {
@@ -162,15 +170,20 @@ fn forward(a: ForwardArgs) -> Result<()> {
     };
     let m = &ckpt.model;
     let n = m.config.n_layers;
+    let mut steering = a.steer.resolve(m)?;
     let mut cap = Capture::new((0..n).map(Site::ResidPost));
+    // The steering hook runs first, so the captured stream is the one the model continues with.
+    let mut hooks: Vec<&mut dyn Hook> = Vec::new();
+    if let Some(s) = steering.as_mut() {
+        hooks.push(&mut s.hook);
+    }
+    hooks.push(&mut cap);
     let logits = m
-        .forward(
-            &Batch::single(&ids)?,
-            &mut [&mut cap as &mut dyn Hook],
-            Logits::All,
-            None,
-        )?
+        .forward(&Batch::single(&ids)?, &mut hooks, Logits::All, None)?
         .context("the model returned no logits")?;
+    if let Some(s) = &steering {
+        s.report();
+    }
     let t = ids.len();
     let mut tensors: Vec<(String, Tensor)> = Vec::with_capacity(n + 2);
     tensors.push((
@@ -190,10 +203,13 @@ fn forward(a: ForwardArgs) -> Result<()> {
         ));
     }
     tensors.push(("logits".into(), logits.reshape((t, m.config.vocab_size))?));
-    let meta = HashMap::from([
+    let mut meta = HashMap::from([
         ("model".to_string(), m.source.display().to_string()),
         ("arch".to_string(), m.config.arch.clone()),
     ]);
+    if let Some(s) = &steering {
+        meta.insert("steering".to_string(), s.settings.to_string());
+    }
     write_safetensors_atomic(&a.out, &tensors, meta)?;
     eprintln!("wrote {} ({} tokens, {} layers)", a.out.display(), t, n);
     Ok(())
@@ -232,14 +248,32 @@ fn generate(a: GenerateArgs) -> Result<()> {
     let ckpt = load(&a.model)?;
     let ids = tokenize(&ckpt, &a.text)?;
     let m = &ckpt.model;
-    let out = m.generate(&[ids], a.max_new_tokens, &m.config.eos_token_ids, &mut [])?;
+    let mut steering = a.steer.resolve(m)?;
+    let mut hooks: Vec<&mut dyn Hook> = Vec::new();
+    if let Some(s) = steering.as_mut() {
+        hooks.push(&mut s.hook);
+    }
+    let out = m.generate_with(
+        &[ids],
+        a.max_new_tokens,
+        &m.config.eos_token_ids,
+        !a.no_cache,
+        &mut hooks,
+    )?;
+    if let Some(s) = &steering {
+        s.report();
+    }
     let new = &out[0];
     let text = match &ckpt.tokenizer {
         Some(t) => t.decode(new)?,
         None => String::new(),
     };
     if a.json {
-        println!("{}", serde_json::json!({"ids": new, "text": text}));
+        let steering = steering.map(|s| s.settings);
+        println!(
+            "{}",
+            serde_json::json!({"ids": new, "text": text, "steering": steering})
+        );
     } else {
         println!("{text}");
     }

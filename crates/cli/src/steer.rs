@@ -2,7 +2,8 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use pretrace_steer::{build, to_safetensors, Method, Rows};
+use pretrace_model::{Model, Positions};
+use pretrace_steer::{build, to_safetensors, Method, Rows, Steer, VectorFile};
 use pretrace_store::Store;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,6 +18,38 @@ pub struct SteerArgs {
 enum SteerCommand {
     /// Build a steering vector per layer from one (checkpoint, dataset) entry of an activation store.
     Build(BuildArgs),
+    /// Write a vector file in another tool's format: `gguf` is a llama.cpp control vector
+    /// (`llama-cli --control-vector FILE.gguf`), which llama.cpp adds at every position.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// The vector file (`pretrace steer build`, or any safetensors file of
+    /// `blocks.{L}.hook_resid_post` vectors).
+    #[arg(long, value_name = "VEC.safetensors")]
+    vector: PathBuf,
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// Output file (written atomically).
+    #[arg(long)]
+    out: PathBuf,
+    /// Layers to export (default: every layer in the file). llama.cpp cannot steer block 0.
+    #[arg(long, value_delimiter = ',')]
+    layers: Option<Vec<usize>>,
+    /// Multiplies the vectors (llama.cpp's `--control-vector-scaled FILE STRENGTH` scales again).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    alpha: f32,
+    /// llama.cpp architecture name for `controlvector.model_hint` (default: from the file's
+    /// provenance).
+    #[arg(long)]
+    model_hint: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// llama.cpp control vector.
+    Gguf,
 }
 
 #[derive(Args)]
@@ -63,7 +96,58 @@ enum RowsArg {
 pub fn run_steer(a: SteerArgs) -> Result<()> {
     match a.command {
         SteerCommand::Build(b) => run_build(b),
+        SteerCommand::Export(e) => run_export(e),
     }
+}
+
+fn run_export(a: ExportArgs) -> Result<()> {
+    let file = VectorFile::read(&a.vector)?;
+    for w in &file.warnings {
+        eprintln!("warning: {w}");
+    }
+    if file.layers.is_empty() {
+        bail!(
+            "{}: the vector has no layer (tensor '{}'); name it blocks.{{L}}.hook_resid_post to export it",
+            a.vector.display(),
+            file.unnamed.as_ref().map_or("", |(n, _)| n.as_str())
+        );
+    }
+    let layers: Vec<usize> = a
+        .layers
+        .clone()
+        .unwrap_or_else(|| file.layers.keys().copied().collect());
+    let mut vectors = BTreeMap::new();
+    for l in layers {
+        let Some(v) = file.layers.get(&l) else {
+            bail!(
+                "{}: no vector for layer {l}; the file holds layers {:?}",
+                a.vector.display(),
+                file.layers.keys().collect::<Vec<_>>()
+            );
+        };
+        vectors.insert(l, v.clone());
+    }
+    let hint = match (&a.model_hint, file.provenance.as_ref().and_then(|m| m.get("architecture"))) {
+        (Some(h), _) => h.clone(),
+        (None, Some(arch)) if !arch.is_empty() => pretrace_steer::gguf::llama_cpp_arch(arch).to_string(),
+        _ => bail!(
+            "{}: the file does not say which architecture it was built on; give --model-hint (e.g. llama)",
+            a.vector.display()
+        ),
+    };
+    let bytes = match a.format {
+        ExportFormat::Gguf => pretrace_steer::gguf::control_vector(&vectors, a.alpha, &hint)
+            .with_context(|| a.vector.display().to_string())?,
+    };
+    pretrace_store::write_atomic(&a.out, &bytes)?;
+    eprintln!(
+        "wrote {} (llama.cpp control vector, directions {:?}, alpha {}, model_hint {hint}); \
+         llama.cpp adds it at every position: the same as --steer-positions all",
+        a.out.display(),
+        vectors.keys().collect::<Vec<_>>(),
+        a.alpha
+    );
+    Ok(())
 }
 
 fn run_build(a: BuildArgs) -> Result<()> {
@@ -166,4 +250,105 @@ fn run_build(a: BuildArgs) -> Result<()> {
         meta["norms"]
     );
     Ok(())
+}
+
+/// `--steer` and its settings, shared by every command that runs a model.
+#[derive(Args, Clone, Debug)]
+pub struct SteerFlags {
+    /// Add a steering vector: a file from `pretrace steer build` (or any safetensors file of 1-D
+    /// vectors named `blocks.{L}.hook_resid_post`, or holding a single vector).
+    #[arg(long, value_name = "VEC.safetensors")]
+    pub steer: Option<PathBuf>,
+    /// The block whose output (`blocks.{L}.hook_resid_post`) gets alpha·v; default: the file's only
+    /// layer.
+    #[arg(long, value_name = "L", requires = "steer")]
+    pub steer_layer: Option<usize>,
+    /// The multiplier of the vector.
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        requires = "steer",
+        allow_negative_numbers = true
+    )]
+    pub alpha: f64,
+    /// Which positions get the vector in each forward call: the last (the last prompt token, then
+    /// each generated token: the paper's rule) or all. Padding never does.
+    #[arg(long, value_enum, default_value_t = PositionsArg::Last, requires = "steer")]
+    pub steer_positions: PositionsArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum PositionsArg {
+    Last,
+    All,
+}
+
+impl PositionsArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            PositionsArg::Last => "last",
+            PositionsArg::All => "all",
+        }
+    }
+}
+
+/// A resolved steering setting: the hook to pass to the model, and what to record about it.
+pub struct Steering {
+    pub hook: Steer,
+    pub settings: serde_json::Value,
+}
+
+impl SteerFlags {
+    /// The steering hook for `model`, after reading and checking the vector file (its warnings go to
+    /// stderr). `None` without `--steer`.
+    pub fn resolve(&self, model: &Model) -> Result<Option<Steering>> {
+        let Some(path) = &self.steer else {
+            return Ok(None);
+        };
+        let file = VectorFile::read(path)?;
+        for w in &file.warnings {
+            eprintln!("warning: {w}");
+        }
+        let layer = match (self.steer_layer, file.default_layer()) {
+            (Some(l), _) | (None, Some(l)) => l,
+            (None, None) => bail!(
+                "{}: the file holds {} vectors; choose the layer with --steer-layer L",
+                path.display(),
+                if file.unnamed.is_some() {
+                    "a vector without a layer".to_string()
+                } else {
+                    format!("layers {:?}", file.layers.keys().collect::<Vec<_>>())
+                }
+            ),
+        };
+        let c = &model.config;
+        let v = file.vector_for(layer, &c.arch, c.d_model, c.n_layers)?;
+        let positions = match self.steer_positions {
+            PositionsArg::Last => Positions::Last,
+            PositionsArg::All => Positions::All,
+        };
+        let hook = Steer::new(layer, v, self.alpha, positions)?;
+        let prov = file.provenance.as_ref();
+        let settings = serde_json::json!({
+            "vector": path.display().to_string(),
+            "layer": layer,
+            "site": format!("blocks.{layer}.hook_resid_post"),
+            "alpha": self.alpha,
+            "positions": self.steer_positions.name(),
+            "vector_norm": hook.vector_norm(),
+            "source_checkpoint": prov.and_then(|m| m.get("checkpoint")),
+            "source_model": prov.and_then(|m| m.get("source_model")),
+            "method": prov.and_then(|m| m.get("method")),
+        });
+        Ok(Some(Steering { hook, settings }))
+    }
+}
+
+impl Steering {
+    /// Prints how the vector's size compares with the layer's residual stream, once a call has run.
+    pub fn report(&self) {
+        if let Some(line) = self.hook.norm_report() {
+            eprintln!("{line}");
+        }
+    }
 }

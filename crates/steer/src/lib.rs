@@ -15,6 +15,13 @@
 //! assert!((v.vector[0] - 1.8).abs() < 1e-6); // f32 inputs
 //! ```
 
+mod apply;
+mod file;
+pub mod gguf;
+
+pub use apply::Steer;
+pub use file::{VectorFile, FORMAT};
+
 use faer::Mat;
 use pretrace_info::ksg::principal_directions;
 use std::collections::BTreeMap;
