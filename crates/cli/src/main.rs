@@ -8,6 +8,7 @@ use pretrace_model::{Batch, Capture, Checkpoint, Hook, LoadOptions, Logits, Mode
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+mod eval;
 mod extract;
 mod infoplane;
 mod probe;
@@ -53,8 +54,11 @@ enum Command {
     /// Figures (PNG and SVG) and a self-contained report.html from a store's probe and
     /// information-plane results, computing them if missing.
     Report(report::ReportArgs),
-    /// Steering vectors from an activation store (`steer build`).
+    /// Steering vectors: build them from an activation store, export them for llama.cpp.
     Steer(steer::SteerArgs),
+    /// Evaluate a model (optionally steered) on a task: lm-evaluation-harness-style multiple choice
+    /// (arc_easy, arc_challenge, mmlu, race, mathqa, truthfulqa_mc1/mc2) or lambada.
+    Eval(eval::EvalArgs),
 }
 
 #[derive(Args)]
@@ -133,6 +137,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Infoplane(a) => infoplane::run_infoplane(a),
         Command::Report(a) => report::run_report(a),
         Command::Steer(a) => steer::run_steer(a),
+        Command::Eval(a) => eval::run_eval(a),
     }
 }
 

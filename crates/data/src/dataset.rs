@@ -107,6 +107,7 @@ fn show(v: &Value) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Null => "null".into(),
         Value::List(_) => "a list".into(),
+        Value::Struct(_) => "a record".into(),
     }
 }
 

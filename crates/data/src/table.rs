@@ -18,6 +18,8 @@ pub enum Value {
     Float(f64),
     Str(String),
     List(Vec<Value>),
+    /// A record (an Arrow struct, a JSON object): fields in order.
+    Struct(Vec<(String, Value)>),
 }
 
 impl Value {
@@ -30,6 +32,15 @@ impl Value {
             Value::Float(_) => "a number",
             Value::Str(_) => "a string",
             Value::List(_) => "a list",
+            Value::Struct(_) => "a record",
+        }
+    }
+
+    /// The field `name` of a record.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        match self {
+            Value::Struct(f) => f.iter().find(|(k, _)| k == name).map(|(_, v)| v),
+            _ => None,
         }
     }
 }
@@ -242,7 +253,9 @@ fn json_value(v: serde_json::Value) -> Value {
         },
         serde_json::Value::String(s) => Value::Str(s),
         serde_json::Value::Array(a) => Value::List(a.into_iter().map(json_value).collect()),
-        o @ serde_json::Value::Object(_) => Value::Str(o.to_string()),
+        serde_json::Value::Object(m) => {
+            Value::Struct(m.into_iter().map(|(k, v)| (k, json_value(v))).collect())
+        }
     }
 }
 
@@ -337,7 +350,17 @@ fn arrow_cell(a: &dyn Array, i: usize) -> Value {
             let key = d.normalized_keys()[i];
             arrow_cell(d.values().as_ref(), key)
         }
-        // Structs and other nested types are not needed by any dataset here.
+        DataType::Struct(fields) => {
+            let st = a.as_struct();
+            Value::Struct(
+                fields
+                    .iter()
+                    .zip(st.columns())
+                    .map(|(f, c)| (f.name().clone(), arrow_cell(c.as_ref(), i)))
+                    .collect(),
+            )
+        }
+        // Other nested types are not needed by any dataset here.
         other => Value::Str(format!("<{other}>")),
     }
 }

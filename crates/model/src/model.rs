@@ -176,6 +176,39 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Rows cached so far.
+    pub fn rows(&self) -> usize {
+        self.valid.len()
+    }
+
+    /// A cache whose row `i` is row `rows[i]` of this one: one prefilled context continued by several
+    /// sequences (e.g. every choice of a multiple-choice item).
+    pub fn select_rows(&self, rows: &[usize]) -> Result<KvCache> {
+        if let Some(&bad) = rows.iter().find(|&&r| r >= self.valid.len()) {
+            return Err(ModelError::Invalid(format!(
+                "KV cache row {bad} requested; the cache holds {} rows",
+                self.valid.len()
+            )));
+        }
+        let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let layers = self
+            .layers
+            .iter()
+            .map(|e| -> Result<KvEntry> {
+                Ok(match e {
+                    Some((k, v)) => {
+                        let i = Tensor::from_vec(idx.clone(), idx.len(), k.device())?;
+                        Some((k.index_select(&i, 0)?, v.index_select(&i, 0)?))
+                    }
+                    None => None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KvCache {
+            layers,
+            valid: rows.iter().map(|&r| self.valid[r].clone()).collect(),
+        })
+    }
 }
 
 /// Large negative additive mask value: exp() of it is exactly 0 in f32, and a row that masks every

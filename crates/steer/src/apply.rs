@@ -6,7 +6,7 @@ use pretrace_model::{AddVector, Hook, Positions, Site, SiteCtx};
 
 /// Adds `alpha · v` at `blocks.{layer}.hook_resid_post` and records the norms of the residual stream
 /// it is added to (valid positions of the first forward call, before the addition).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Steer {
     add: AddVector,
     layer: usize,
@@ -38,6 +38,24 @@ impl Steer {
             vector_norm,
             residual_norms: Vec::new(),
         })
+    }
+
+    /// Takes the residual norms `other` recorded if this hook has none yet (for hooks cloned to run
+    /// on several threads).
+    pub fn absorb_norms(&mut self, other: &Steer) {
+        if self.residual_norms.is_empty() {
+            self.residual_norms = other.residual_norms.clone();
+        }
+    }
+
+    /// The positions the vector is added at.
+    pub fn positions(&self) -> Positions {
+        self.add.positions.clone()
+    }
+
+    /// Changes the positions the vector is added at (for the next calls).
+    pub fn set_positions(&mut self, p: Positions) {
+        self.add.positions = p;
     }
 
     /// ‖v‖.

@@ -1,0 +1,345 @@
+//! `pretrace eval`: a task on a model, steered or not, into `results.json` and `items.jsonl`.
+
+use crate::steer::SteerFlags;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use pretrace_data::{sha256_file, Table};
+use pretrace_eval::tasks::{lambada_items, mc_items, Task, TASKS};
+use pretrace_eval::{lambada, mc_metrics, mc_scores, Evaluated};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    model: crate::ModelArgs,
+    /// The task: arc_easy, arc_challenge, mmlu, race, mathqa, truthfulqa_mc1, truthfulqa_mc2,
+    /// lambada.
+    #[arg(long)]
+    task: String,
+    /// The task's data: a Hugging Face dataset file (.arrow, .parquet, .jsonl) or a folder of
+    /// `data-*.arrow` shards; for mmlu also the `hails/mmlu_no_train` root or one subject's folder
+    /// (every subject's test split, with its dev split for the shots); for lambada also a .txt file
+    /// (one passage per line).
+    #[arg(long)]
+    data: PathBuf,
+    /// Score only the first N items.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Few-shot examples (mmlu: the first K rows of the dev split, as lm-evaluation-harness).
+    #[arg(long, default_value_t = 0)]
+    shots: usize,
+    /// The dev split the mmlu shots come from (default: found beside the test split).
+    #[arg(long)]
+    fewshot_data: Option<PathBuf>,
+    /// Items scored at once on the thread pool. Each item is computed the same way whatever this
+    /// is (its context runs once, its choices as one batch on the context's cache), so results do
+    /// not depend on it.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Output folder: results.json and items.jsonl (written atomically).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    steer: SteerFlags,
+}
+
+/// The data files of `--data`: a file, or a folder's `data-*.arrow` shards in name order.
+fn shards(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if !path.is_dir() {
+        bail!(
+            "{}: no such file or folder; give the task's data file",
+            path.display()
+        );
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("{}: cannot list", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("data-") && n.ends_with(".arrow"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn read_table(path: &Path) -> Result<Table> {
+    let files = shards(path)?;
+    let Some(first) = files.first() else {
+        bail!(
+            "{}: the folder holds no data-*.arrow file; give a data file",
+            path.display()
+        );
+    };
+    let mut t = Table::read(first)?;
+    for f in &files[1..] {
+        let more = Table::read(f)?;
+        if more.columns != t.columns {
+            bail!(
+                "{}: its columns differ from {}",
+                f.display(),
+                first.display()
+            );
+        }
+        t.rows.extend(more.rows);
+        t.locs.extend(more.locs);
+    }
+    Ok(t)
+}
+
+/// A text file: one passage per non-empty line, as a one-column table.
+fn read_text(path: &Path) -> Result<Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read as UTF-8 text", path.display()))?;
+    let mut rows = Vec::new();
+    let mut locs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if !line.trim().is_empty() {
+            rows.push(vec![pretrace_data::Value::Str(line.to_string())]);
+            locs.push(pretrace_data::Loc::Line(i as u64 + 1));
+        }
+    }
+    Ok(Table {
+        path: path.to_path_buf(),
+        columns: vec!["text".into()],
+        rows,
+        locs,
+    })
+}
+
+/// MMLU's (test, dev) table pairs under `--data`: one subject's folder, the root of every subject, or
+/// a test file.
+fn mmlu_tables(
+    data: &Path,
+    fewshot: Option<&Path>,
+    shots: usize,
+) -> Result<Vec<(Table, Option<Table>)>> {
+    let dev_of = |test_dir: &Path| -> Result<Option<Table>> {
+        if shots == 0 {
+            return Ok(None);
+        }
+        match fewshot {
+            Some(f) => Ok(Some(read_table(f)?)),
+            None => {
+                let dev = test_dir.parent().map(|p| p.join("dev"));
+                match dev.filter(|d| d.is_dir()) {
+                    Some(d) => Ok(Some(read_table(&d)?)),
+                    None => bail!(
+                        "{}: no dev split beside it for --shots {shots}; give --fewshot-data",
+                        test_dir.display()
+                    ),
+                }
+            }
+        }
+    };
+    if data.is_file() {
+        let dir = data.parent().unwrap_or(Path::new("."));
+        return Ok(vec![(read_table(data)?, dev_of(dir)?)]);
+    }
+    if data.join("test").is_dir() {
+        let t = data.join("test");
+        return Ok(vec![(read_table(&t)?, dev_of(&t)?)]);
+    }
+    if !shards(data)?.is_empty() {
+        return Ok(vec![(read_table(data)?, dev_of(data)?)]);
+    }
+    let mut subjects: Vec<PathBuf> = std::fs::read_dir(data)
+        .with_context(|| format!("{}: cannot list", data.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("test").is_dir())
+        .collect();
+    subjects.sort();
+    if subjects.is_empty() {
+        bail!(
+            "{}: expected an MMLU test file, a subject folder with test/, or the hails/mmlu_no_train root",
+            data.display()
+        );
+    }
+    subjects
+        .iter()
+        .map(|s| {
+            let t = s.join("test");
+            Ok((read_table(&t)?, dev_of(&t)?))
+        })
+        .collect()
+}
+
+/// A digest of the data: the file's sha256, or of the shards' sha256s in order.
+fn data_sha256(path: &Path) -> Result<String> {
+    if path.is_file() {
+        return Ok(sha256_file(path)?);
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)?.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "arrow") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut joined = String::new();
+    for f in &files {
+        joined += &sha256_file(f)?;
+        joined += "\n";
+    }
+    Ok(pretrace_data::sha256_hex(joined.as_bytes()))
+}
+
+struct Bar(Option<ProgressBar>);
+
+impl Bar {
+    fn new(task: &str, n: usize) -> Bar {
+        if !std::io::stderr().is_terminal() {
+            return Bar(None);
+        }
+        let b = ProgressBar::new(n as u64);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} items  {per_sec}  ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b.set_message(task.to_string());
+        Bar(Some(b))
+    }
+    fn set(&self, done: usize) {
+        if let Some(b) = &self.0 {
+            b.set_position(done as u64);
+        }
+    }
+}
+
+pub fn run_eval(a: EvalArgs) -> Result<()> {
+    let task = Task::parse(&a.task)?;
+    if !(task.is_multiple_choice() || task == Task::Lambada) {
+        bail!(
+            "task '{}' is not available in this build; the log-likelihood tasks are: {}",
+            a.task,
+            TASKS[..8].join(", ")
+        );
+    }
+    if a.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let ckpt = crate::load(&a.model)?;
+    let m = &ckpt.model;
+    let tok = ckpt.tokenizer.as_ref().with_context(|| {
+        format!(
+            "{}: no tokenizer found (tokenizer.json or GGUF tokenizer metadata); eval needs one",
+            m.source.display()
+        )
+    })?;
+    let mut steering = a.steer.resolve(m)?;
+    let started = std::time::Instant::now();
+    let (evaluated, n): (Evaluated, usize) = if task == Task::Lambada {
+        let table = if a.data.extension().is_some_and(|e| e == "txt") {
+            read_text(&a.data)?
+        } else {
+            read_table(&a.data)?
+        };
+        let mut items = lambada_items(&table)?;
+        items.truncate(a.limit.unwrap_or(usize::MAX));
+        let bar = Bar::new(task.name(), items.len());
+        let e = lambada(
+            m,
+            tok,
+            &items,
+            a.batch_size,
+            steering.as_mut().map(|s| &mut s.hook),
+            &mut |d| bar.set(d),
+        )?;
+        (e, items.len())
+    } else {
+        let mut items = Vec::new();
+        if task == Task::Mmlu {
+            for (test, dev) in mmlu_tables(&a.data, a.fewshot_data.as_deref(), a.shots)? {
+                items.extend(mc_items(task, &test, dev.as_ref(), a.shots)?);
+            }
+        } else {
+            items = mc_items(task, &read_table(&a.data)?, None, a.shots)?;
+        }
+        items.truncate(a.limit.unwrap_or(usize::MAX));
+        if items.is_empty() {
+            bail!("{}: no items to evaluate", a.data.display());
+        }
+        let bar = Bar::new(task.name(), items.len());
+        let scored = mc_scores(
+            m,
+            tok,
+            &items,
+            a.batch_size,
+            steering.as_mut().map(|s| &mut s.hook),
+            &mut |d| bar.set(d),
+        )?;
+        let mut e = mc_metrics(task, &items, &scored);
+        for (row, it) in e.items.iter_mut().zip(&items) {
+            row["choices"] = serde_json::json!(it.choices);
+        }
+        (e, items.len())
+    };
+    let secs = started.elapsed().as_secs_f64();
+    if let Some(s) = &steering {
+        s.report();
+    }
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("{}: cannot create", a.out.display()))?;
+    let results = serde_json::json!({
+        "task": task.name(),
+        "metrics": evaluated.metrics,
+        "n": n,
+        "model": {
+            "path": m.source.display().to_string(),
+            "architecture": m.config.arch,
+            "dtype": format!("{:?}", m.dtype),
+        },
+        "steering": steering.as_ref().map(|s| s.settings.clone()),
+        "data": {
+            "path": a.data.display().to_string(),
+            "sha256": data_sha256(&a.data)?,
+            "limit": a.limit,
+        },
+        "shots": a.shots,
+        "batch_size": a.batch_size,
+        "conventions": "lm-evaluation-harness 0.4.9: its prompt templates; context and continuation tokenized \
+                        together without special tokens and split at the context; acc = argmax of summed \
+                        log-likelihoods, acc_norm = argmax of log-likelihood / len(choice) in characters",
+        "seconds": secs,
+        "tool": format!("pretrace {}", env!("CARGO_PKG_VERSION")),
+    });
+    let mut lines = String::new();
+    for row in &evaluated.items {
+        lines += &row.to_string();
+        lines.push('\n');
+    }
+    pretrace_store::write_atomic(&a.out.join("items.jsonl"), lines.as_bytes())?;
+    pretrace_store::write_atomic(
+        &a.out.join("results.json"),
+        serde_json::to_string_pretty(&results)?.as_bytes(),
+    )?;
+    let shown: Vec<String> = evaluated
+        .metrics
+        .iter()
+        .filter(|(k, _)| !k.ends_with("_stderr"))
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect();
+    eprintln!(
+        "{}: {} over {n} items in {secs:.1}s ({:.1} items/s); wrote {}",
+        task.name(),
+        shown.join(", "),
+        n as f64 / secs.max(1e-9),
+        a.out.join("results.json").display()
+    );
+    Ok(())
+}
