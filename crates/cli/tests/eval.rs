@@ -164,3 +164,85 @@ fn bad_input_is_one_line() {
     assert!(e.contains("not a readable Arrow"), "{e}");
     assert!(!dir.join("results.json").exists());
 }
+
+fn statements(dir: &Path) -> PathBuf {
+    let csv = dir.join("trust.csv");
+    let mut s = String::from("statement,label\n");
+    for i in 0..10 {
+        s += &format!("\"statement number {i}, with a comma\",{}\n", i % 2);
+    }
+    std::fs::write(&csv, s).unwrap();
+    csv
+}
+
+#[test]
+fn discriminative_trust_task_runs_on_the_second_half() {
+    let dir = scratch("trust");
+    let csv = statements(&dir);
+    eval(
+        &dir.join("a"),
+        "sst2",
+        &csv,
+        &["--batch-size", "1", "--seed", "3"],
+    );
+    eval(
+        &dir.join("b"),
+        "sst2",
+        &csv,
+        &["--batch-size", "4", "--seed", "3"],
+    );
+    let r = json(&dir.join("a/results.json"));
+    assert_eq!(r["n"], 5);
+    let acc = r["metrics"]["acc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    let it = items(&dir.join("a"));
+    assert_eq!(
+        it[0]["row"], 5,
+        "the evaluation half starts at row int(10 * 0.5)"
+    );
+    let randoms = it.iter().filter(|x| x["random"] == true).count();
+    assert_eq!(
+        r["metrics"]["random_count"].as_f64().unwrap() as usize,
+        randoms
+    );
+    assert_eq!(it, items(&dir.join("b")), "batch size changed the results");
+    assert_eq!(json(&dir.join("b/results.json"))["metrics"], r["metrics"]);
+}
+
+#[test]
+fn toxigen_scores_generations_with_the_classifier() {
+    let dir = scratch("toxigen");
+    let csv = statements(&dir);
+    let e = fails(&[
+        "eval",
+        "--model",
+        s(&golden("llama_gqa")),
+        "--task",
+        "toxigen",
+        "--data",
+        s(&csv),
+        "--out",
+        s(&dir.join("x")),
+    ]);
+    assert!(e.contains("--classifier"), "{e}");
+    eval(
+        &dir.join("out"),
+        "toxigen",
+        &csv,
+        &["--classifier", s(&golden("roberta")), "--limit", "3"],
+    );
+    let r = json(&dir.join("out/results.json"));
+    assert_eq!(r["n"], 3);
+    let m = &r["metrics"];
+    assert_eq!(
+        m["toxic"].as_f64().unwrap() + m["benign"].as_f64().unwrap(),
+        3.0 - m["not_classified_too_long"].as_f64().unwrap()
+    );
+    for x in items(&dir.join("out")) {
+        if x["toxic"].is_null() {
+            continue;
+        }
+        assert!(x["toxic"].is_boolean());
+        assert_eq!(x["logits"].as_array().unwrap().len(), 2);
+    }
+}

@@ -16,8 +16,10 @@
 //! ```
 
 pub mod pyliteral;
+pub mod roberta;
 pub mod score;
 pub mod tasks;
+pub mod trust;
 
 use pretrace_model::{Model, Tokenizer};
 use pretrace_steer::Steer;
