@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pretrace_data::{sha256_file, Table};
-use pretrace_eval::tasks::{lambada_items, mc_items, Task, TASKS};
+use pretrace_eval::tasks::{lambada_items, mc_items, Task};
 use pretrace_eval::{lambada, mc_metrics, mc_scores, Evaluated};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -232,13 +232,13 @@ impl Bar {
 
 /// The paper's trust evaluations on the second half of a statement,label CSV.
 fn trust(
-    a: &EvalArgs,
-    task: Task,
+    a: &EvalSpec,
     m: &pretrace_model::Model,
     tok: &pretrace_model::Tokenizer,
     steer: Option<&mut pretrace_steer::Steer>,
 ) -> Result<(Evaluated, usize)> {
     use pretrace_eval::trust::*;
+    let task = a.task;
     let ds = pretrace_data::Dataset::read(&a.data, &Default::default())?;
     let labeled: Vec<(usize, String, Option<i64>)> = ds
         .rows
@@ -350,12 +350,96 @@ fn trust(
     Ok((Evaluated { metrics, items }, n))
 }
 
-pub fn run_eval(a: EvalArgs) -> Result<()> {
-    let task = Task::parse(&a.task)?;
-    debug_assert!(TASKS.contains(&task.name()));
-    if a.batch_size == 0 {
+/// What to evaluate, apart from the model and the steering.
+#[derive(Clone, Debug)]
+pub struct EvalSpec {
+    pub task: Task,
+    pub data: PathBuf,
+    pub limit: Option<usize>,
+    pub shots: usize,
+    pub fewshot_data: Option<PathBuf>,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub classifier: Option<PathBuf>,
+}
+
+impl EvalArgs {
+    fn spec(&self) -> Result<EvalSpec> {
+        Ok(EvalSpec {
+            task: Task::parse(&self.task)?,
+            data: self.data.clone(),
+            limit: self.limit,
+            shots: self.shots,
+            fewshot_data: self.fewshot_data.clone(),
+            batch_size: self.batch_size,
+            seed: self.seed,
+            classifier: self.classifier.clone(),
+        })
+    }
+}
+
+/// The task's headline metric and whether higher is better.
+pub fn headline(task: Task) -> (&'static str, bool) {
+    match task {
+        Task::Toxigen => ("toxic_ratio", false),
+        Task::Lambada => ("perplexity", false),
+        _ => ("acc", true),
+    }
+}
+
+/// Runs one evaluation: the metrics, one JSON object per item, and the item count.
+pub fn evaluate(
+    spec: &EvalSpec,
+    m: &pretrace_model::Model,
+    tok: &pretrace_model::Tokenizer,
+    steer: Option<&mut pretrace_steer::Steer>,
+) -> Result<(Evaluated, usize)> {
+    let task = spec.task;
+    if spec.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    if matches!(
+        task,
+        Task::Confaide | Task::Stereoset | Task::Sst2 | Task::Toxigen
+    ) {
+        return trust(spec, m, tok, steer);
+    }
+    if task == Task::Lambada {
+        let table = if spec.data.extension().is_some_and(|e| e == "txt") {
+            read_text(&spec.data)?
+        } else {
+            read_table(&spec.data)?
+        };
+        let mut items = lambada_items(&table)?;
+        items.truncate(spec.limit.unwrap_or(usize::MAX));
+        let bar = Bar::new(task.name(), items.len());
+        let e = lambada(m, tok, &items, spec.batch_size, steer, &mut |d| bar.set(d))?;
+        return Ok((e, items.len()));
+    }
+    let mut items = Vec::new();
+    if task == Task::Mmlu {
+        for (test, dev) in mmlu_tables(&spec.data, spec.fewshot_data.as_deref(), spec.shots)? {
+            items.extend(mc_items(task, &test, dev.as_ref(), spec.shots)?);
+        }
+    } else {
+        items = mc_items(task, &read_table(&spec.data)?, None, spec.shots)?;
+    }
+    items.truncate(spec.limit.unwrap_or(usize::MAX));
+    if items.is_empty() {
+        bail!("{}: no items to evaluate", spec.data.display());
+    }
+    let bar = Bar::new(task.name(), items.len());
+    let scored = mc_scores(m, tok, &items, spec.batch_size, steer, &mut |d| bar.set(d))?;
+    let mut e = mc_metrics(task, &items, &scored);
+    for (row, it) in e.items.iter_mut().zip(&items) {
+        row["choices"] = serde_json::json!(it.choices);
+    }
+    Ok((e, items.len()))
+}
+
+pub fn run_eval(a: EvalArgs) -> Result<()> {
+    let spec = a.spec()?;
+    let task = spec.task;
     let ckpt = crate::load(&a.model)?;
     let m = &ckpt.model;
     let tok = ckpt.tokenizer.as_ref().with_context(|| {
@@ -366,57 +450,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     })?;
     let mut steering = a.steer.resolve(m)?;
     let started = std::time::Instant::now();
-    let (evaluated, n): (Evaluated, usize) = if matches!(
-        task,
-        Task::Confaide | Task::Stereoset | Task::Sst2 | Task::Toxigen
-    ) {
-        trust(&a, task, m, tok, steering.as_mut().map(|s| &mut s.hook))?
-    } else if task == Task::Lambada {
-        let table = if a.data.extension().is_some_and(|e| e == "txt") {
-            read_text(&a.data)?
-        } else {
-            read_table(&a.data)?
-        };
-        let mut items = lambada_items(&table)?;
-        items.truncate(a.limit.unwrap_or(usize::MAX));
-        let bar = Bar::new(task.name(), items.len());
-        let e = lambada(
-            m,
-            tok,
-            &items,
-            a.batch_size,
-            steering.as_mut().map(|s| &mut s.hook),
-            &mut |d| bar.set(d),
-        )?;
-        (e, items.len())
-    } else {
-        let mut items = Vec::new();
-        if task == Task::Mmlu {
-            for (test, dev) in mmlu_tables(&a.data, a.fewshot_data.as_deref(), a.shots)? {
-                items.extend(mc_items(task, &test, dev.as_ref(), a.shots)?);
-            }
-        } else {
-            items = mc_items(task, &read_table(&a.data)?, None, a.shots)?;
-        }
-        items.truncate(a.limit.unwrap_or(usize::MAX));
-        if items.is_empty() {
-            bail!("{}: no items to evaluate", a.data.display());
-        }
-        let bar = Bar::new(task.name(), items.len());
-        let scored = mc_scores(
-            m,
-            tok,
-            &items,
-            a.batch_size,
-            steering.as_mut().map(|s| &mut s.hook),
-            &mut |d| bar.set(d),
-        )?;
-        let mut e = mc_metrics(task, &items, &scored);
-        for (row, it) in e.items.iter_mut().zip(&items) {
-            row["choices"] = serde_json::json!(it.choices);
-        }
-        (e, items.len())
-    };
+    let (evaluated, n) = evaluate(&spec, m, tok, steering.as_mut().map(|s| &mut s.hook))?;
     let secs = started.elapsed().as_secs_f64();
     if let Some(s) = &steering {
         s.report();

@@ -14,6 +14,7 @@ mod infoplane;
 mod probe;
 mod report;
 mod steer;
+mod sweep_steer;
 
 #[derive(Parser)]
 #[command(
@@ -104,7 +105,8 @@ struct GenerateArgs {
     /// Most tokens to generate.
     #[arg(long, default_value_t = 32)]
     max_new_tokens: usize,
-    /// Print one JSON object {"ids": [...], "text": "...", "steering": ...} instead of the text.
+    /// Print one JSON object {"ids": [...], "text": "...", "steering": ..., "seconds": ...} (seconds
+    /// of generation, loading excluded) instead of the text.
     #[arg(long)]
     json: bool,
     /// Recompute the whole sequence at every step instead of using the KV cache (with
@@ -258,6 +260,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
     if let Some(s) = steering.as_mut() {
         hooks.push(&mut s.hook);
     }
+    let started = std::time::Instant::now();
     let out = m.generate_with(
         &[ids],
         a.max_new_tokens,
@@ -265,6 +268,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
         !a.no_cache,
         &mut hooks,
     )?;
+    let seconds = started.elapsed().as_secs_f64();
     if let Some(s) = &steering {
         s.report();
     }
@@ -277,7 +281,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
         let steering = steering.map(|s| s.settings);
         println!(
             "{}",
-            serde_json::json!({"ids": new, "text": text, "steering": steering})
+            serde_json::json!({"ids": new, "text": text, "steering": steering, "seconds": seconds})
         );
     } else {
         println!("{text}");

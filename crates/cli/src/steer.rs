@@ -21,6 +21,10 @@ enum SteerCommand {
     /// Write a vector file in another tool's format: `gguf` is a llama.cpp control vector
     /// (`llama-cli --control-vector FILE.gguf`), which llama.cpp adds at every position.
     Export(ExportArgs),
+    /// Vectors from several source checkpoints × layers × alpha applied to a target model and
+    /// evaluated: sweep.csv, sweep.json and the paper's Figures 4 (metric and perplexity against
+    /// alpha) and 5 (steering gain against the source's probe accuracy, with Pearson r).
+    Sweep(Box<crate::sweep_steer::SweepArgs>),
 }
 
 #[derive(Args)]
@@ -97,6 +101,7 @@ pub fn run_steer(a: SteerArgs) -> Result<()> {
     match a.command {
         SteerCommand::Build(b) => run_build(b),
         SteerCommand::Export(e) => run_export(e),
+        SteerCommand::Sweep(s) => crate::sweep_steer::run_sweep(*s),
     }
 }
 

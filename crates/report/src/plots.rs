@@ -142,7 +142,15 @@ fn draw_lines<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &LinePanel) 
             .chain(p.reference),
         0.05,
     );
-    if p.reference.is_some() {
+    // Accuracies (every value and the reference in [0, 1]) keep an axis within [0, 1.02].
+    let unit = p
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|q| q.1))
+        .chain(p.reference)
+        .filter(|v| v.is_finite())
+        .all(|v| (0.0..=1.0).contains(&v));
+    if p.reference.is_some() && unit {
         y0 = y0.max(0.0);
         y1 = y1.min(1.02).max(y0 + 0.05);
     }
