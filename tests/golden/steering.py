@@ -25,6 +25,8 @@ import torch
 import transformers as T
 from safetensors.torch import save_file
 
+from generate import block_list
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = ["llama_gqa", "llama_tied_bias", "llama_bf16", "qwen2", "mistral_window", "neox_parallel",
             "neox_sequential", "olmo_clip", "olmo2", "gpt2"]
@@ -32,18 +34,6 @@ LAYER = 1
 ALPHA = 1.5
 PAD = 1
 NEW = 8
-
-
-def block_list(model):
-    for attr in ("model.layers", "gpt_neox.layers", "transformer.h"):
-        obj = model
-        try:
-            for a in attr.split("."):
-                obj = getattr(obj, a)
-            return obj
-        except AttributeError:
-            continue
-    raise RuntimeError("no block list")
 
 
 class Steer:

@@ -116,46 +116,30 @@ fn sweeps_sources_layers_and_alphas_into_a_table_and_figures() {
     assert!(!again.contains("[3/14]"), "{again}");
 
     // Bad input.
-    let e = fails(&[
-        "steer",
-        "sweep",
-        "--store",
-        s(&store),
-        "--dataset",
-        "nope",
-        "--layers",
-        "1",
-        "--alphas",
-        "1",
-        "--model",
-        s(&target),
-        "--task",
-        "sst2",
-        "--data",
-        s(&data),
-        "--out",
-        s(&dir.join("bad")),
-    ]);
+    let bad = |dataset: &str, layer: &str| {
+        fails(&[
+            "steer",
+            "sweep",
+            "--store",
+            s(&store),
+            "--dataset",
+            dataset,
+            "--layers",
+            layer,
+            "--alphas",
+            "1",
+            "--model",
+            s(&target),
+            "--task",
+            "sst2",
+            "--data",
+            s(&data),
+            "--out",
+            s(&dir.join("bad")),
+        ])
+    };
+    let e = bad("nope", "1");
     assert!(e.contains("no checkpoint holds dataset 'nope'"), "{e}");
-    let e = fails(&[
-        "steer",
-        "sweep",
-        "--store",
-        s(&store),
-        "--dataset",
-        "texts",
-        "--layers",
-        "9",
-        "--alphas",
-        "1",
-        "--model",
-        s(&target),
-        "--task",
-        "sst2",
-        "--data",
-        s(&data),
-        "--out",
-        s(&dir.join("bad")),
-    ]);
+    let e = bad("texts", "9");
     assert!(e.contains("layer 9"), "{e}");
 }

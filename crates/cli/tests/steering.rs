@@ -270,65 +270,40 @@ fn a_huge_vector_is_reported() {
     );
 }
 
-#[test]
-fn gguf_export_equals_gguf_py_control_vector() {
-    let dir = scratch("gguf");
-    let out = dir.join("v.gguf");
-    let err = ok(&[
+/// `pretrace steer export --format gguf --vector VEC --out OUT EXTRA…`.
+fn export_args<'a>(vec: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
         "steer",
         "export",
         "--format",
         "gguf",
         "--vector",
-        s(&golden("cvec/vectors.safetensors")),
-        "--alpha",
-        "2.5",
+        s(vec),
         "--out",
-        s(&out),
-    ]);
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn gguf_export_equals_gguf_py_control_vector() {
+    let dir = scratch("gguf");
+    let out = dir.join("v.gguf");
+    let vectors = golden("cvec/vectors.safetensors");
+    let err = ok(&export_args(&vectors, &out, &["--alpha", "2.5"]));
     assert!(err.contains("model_hint llama"), "{err}");
     assert_eq!(
         std::fs::read(&out).unwrap(),
         std::fs::read(golden("cvec/ref.gguf")).unwrap(),
         "differs from gguf-py's GGUFWriter output (tests/golden/cvec.py)"
     );
-    let e = fails(&[
-        "steer",
-        "export",
-        "--format",
-        "gguf",
-        "--vector",
-        s(&golden("cvec/vectors.safetensors")),
-        "--layers",
-        "0",
-        "--out",
-        s(&out),
-    ]);
+    let e = fails(&export_args(&vectors, &out, &["--layers", "0"]));
     assert!(e.contains("no vector for layer 0"), "{e}");
     let v0 = dir.join("v0.safetensors");
     write_vector(&v0, "blocks.0.hook_resid_post", &[1.0; 8], None);
-    let e = fails(&[
-        "steer",
-        "export",
-        "--format",
-        "gguf",
-        "--vector",
-        s(&v0),
-        "--model-hint",
-        "llama",
-        "--out",
-        s(&out),
-    ]);
+    let e = fails(&export_args(&v0, &out, &["--model-hint", "llama"]));
     assert!(e.contains("cannot steer block 0"), "{e}");
-    let e = fails(&[
-        "steer",
-        "export",
-        "--format",
-        "gguf",
-        "--vector",
-        s(&v0),
-        "--out",
-        s(&out),
-    ]);
+    let e = fails(&export_args(&v0, &out, &[]));
     assert!(e.contains("--model-hint"), "{e}");
 }

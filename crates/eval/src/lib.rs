@@ -41,6 +41,38 @@ pub enum EvalError {
 
 pub type Result<T> = std::result::Result<T, EvalError>;
 
+/// Runs `f` on every item, `concurrency` items at once on the thread pool, each with its own copy of
+/// the steering hook (`steer` keeps the residual norms the first copy recorded). Results come back in
+/// item order; `progress(done)` is called as items finish.
+pub fn run_each<T: Sync, R: Send>(
+    items: &[T],
+    concurrency: usize,
+    mut steer: Option<&mut Steer>,
+    f: impl Fn(&T, Option<&mut Steer>) -> Result<R> + Sync,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<R>> {
+    use rayon::prelude::*;
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(concurrency.max(1)) {
+        let template = steer.as_deref().cloned();
+        let done: Vec<(R, Option<Steer>)> = chunk
+            .par_iter()
+            .map(|item| {
+                let mut s = template.clone();
+                Ok((f(item, s.as_mut())?, s))
+            })
+            .collect::<Result<_>>()?;
+        for (r, s) in done {
+            if let (Some(dst), Some(src)) = (steer.as_deref_mut(), s.as_ref()) {
+                dst.absorb_norms(src);
+            }
+            out.push(r);
+        }
+        progress(out.len());
+    }
+    Ok(out)
+}
+
 /// The id lm-evaluation-harness puts before an empty context: BOS, or EOS where there is none.
 pub fn prefix_token(model: &Model) -> u32 {
     model

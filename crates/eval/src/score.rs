@@ -103,7 +103,6 @@ pub fn score_groups(
     steer: Option<&mut Steer>,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<Vec<Scored>>> {
-    use rayon::prelude::*;
     for (k, group) in groups.iter().enumerate() {
         let Some(first) = group.first() else {
             return Err(EvalError::Invalid(format!("item {k} has no choices")));
@@ -119,42 +118,13 @@ pub fn score_groups(
             )));
         }
     }
-    let mut out = Vec::with_capacity(groups.len());
-    match steer {
-        Some(s) if concurrency <= 1 => {
-            for g in groups {
-                out.push(score_group(model, g, max_len, Some(&mut *s))?);
-                progress(out.len());
-            }
-        }
-        None if concurrency <= 1 => {
-            for g in groups {
-                out.push(score_group(model, g, max_len, None)?);
-                progress(out.len());
-            }
-        }
-        mut steer => {
-            for chunk in groups.chunks(concurrency) {
-                let template = steer.as_deref().cloned();
-                let done: Vec<(Vec<Scored>, Option<Steer>)> = chunk
-                    .par_iter()
-                    .map(|g| {
-                        let mut s = template.clone();
-                        let r = score_group(model, g, max_len, s.as_mut())?;
-                        Ok((r, s))
-                    })
-                    .collect::<Result<_>>()?;
-                for (r, s) in done {
-                    if let (Some(dst), Some(src)) = (steer.as_deref_mut(), s.as_ref()) {
-                        dst.absorb_norms(src);
-                    }
-                    out.push(r);
-                }
-                progress(out.len());
-            }
-        }
-    }
-    Ok(out)
+    crate::run_each(
+        groups,
+        concurrency,
+        steer,
+        |g, s| score_group(model, g, max_len, s),
+        progress,
+    )
 }
 
 /// One group: the context alone with a KV cache, then every continuation on a copy of its cache.

@@ -64,7 +64,6 @@ pub fn generate_each(
     steer: Option<&mut Steer>,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<Vec<u32>>> {
-    use rayon::prelude::*;
     let ids: Vec<Vec<u32>> = prompts
         .iter()
         .map(|p| tok.encode(p).map_err(EvalError::from))
@@ -79,26 +78,7 @@ pub fn generate_each(
             .generate(std::slice::from_ref(row), max_new, &stop, &mut hooks)?
             .remove(0))
     };
-    let mut out = Vec::with_capacity(ids.len());
-    let mut steer = steer;
-    for chunk in ids.chunks(concurrency.max(1)) {
-        let template = steer.as_deref().cloned();
-        let done: Vec<(Vec<u32>, Option<Steer>)> = chunk
-            .par_iter()
-            .map(|row| {
-                let mut s = template.clone();
-                Ok((one(row, s.as_mut())?, s))
-            })
-            .collect::<Result<_>>()?;
-        for (g, s) in done {
-            if let (Some(dst), Some(src)) = (steer.as_deref_mut(), s.as_ref()) {
-                dst.absorb_norms(src);
-            }
-            out.push(g);
-        }
-        progress(out.len());
-    }
-    Ok(out)
+    crate::run_each(&ids, concurrency, steer, one, progress)
 }
 
 /// One discriminative item's outcome.
