@@ -58,7 +58,8 @@ enum Command {
     /// Steering vectors: build them from an activation store, export them for llama.cpp.
     Steer(steer::SteerArgs),
     /// Evaluate a model (optionally steered) on a task: lm-evaluation-harness-style multiple choice
-    /// (arc_easy, arc_challenge, mmlu, race, mathqa, truthfulqa_mc1/mc2) or lambada.
+    /// (arc_easy, arc_challenge, mmlu, race, mathqa, truthfulqa_mc1/mc2), lambada, or the paper's
+    /// trust evaluations (confaide, stereoset, sst2, toxigen).
     Eval(eval::EvalArgs),
 }
 
