@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 mod eval;
 mod extract;
 mod infoplane;
+mod lab;
 mod probe;
 mod report;
 mod steer;
@@ -61,6 +62,9 @@ enum Command {
     /// (arc_easy, arc_challenge, mmlu, race, mathqa, truthfulqa_mc1/mc2), lambada, or the paper's
     /// trust evaluations (confaide, stereoset, sst2, toxigen).
     Eval(eval::EvalArgs),
+    /// The mini pre-training lab (`lab corpus`: a generated world, its corpus, probe datasets and
+    /// tokenizer).
+    Lab(lab::LabArgs),
 }
 
 #[derive(Args)]
@@ -141,6 +145,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report(a) => report::run_report(a),
         Command::Steer(a) => steer::run_steer(a),
         Command::Eval(a) => eval::run_eval(a),
+        Command::Lab(a) => lab::run_lab(a),
     }
 }
 

@@ -1,0 +1,100 @@
+//! `pretrace lab corpus`: the files it writes, that they load as a dataset and a tokenizer, and
+//! bad input.
+
+mod run;
+use run::{fails, ok, s};
+
+#[test]
+fn writes_corpus_probes_world_and_tokenizer() {
+    let dir = run::scratch("lab", "corpus");
+    let out = dir.join("lab");
+    let err = ok(&[
+        "lab",
+        "corpus",
+        "--out",
+        s(&out),
+        "--docs",
+        "400",
+        "--probe-rows",
+        "40",
+        "--vocab",
+        "500",
+        "--seed",
+        "4",
+    ]);
+    assert!(err.contains("400 documents"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("corpus.txt"))
+            .unwrap()
+            .lines()
+            .count(),
+        400
+    );
+    for c in [
+        "reliability",
+        "toxicity",
+        "privacy",
+        "fairness",
+        "robustness",
+    ] {
+        let ds = pretrace_data::Dataset::read(
+            &out.join("probes").join(format!("{c}.csv")),
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(ds.rows.len(), 40, "{c}");
+        assert_eq!(
+            ds.rows.iter().filter(|r| r.label == Some(1)).count(),
+            20,
+            "{c}"
+        );
+    }
+    let tok = pretrace_model::Tokenizer::from_file(&out.join("tokenizer.json")).unwrap();
+    assert_eq!(
+        tok.decode(&tok.encode("Shops in Tarn are full of salt.").unwrap())
+            .unwrap(),
+        "Shops in Tarn are full of salt."
+    );
+    let world: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("world.json")).unwrap()).unwrap();
+    assert_eq!(world["towns"].as_array().unwrap().len(), 24);
+    // The same seed writes the same files.
+    let again = dir.join("again");
+    ok(&[
+        "lab",
+        "corpus",
+        "--out",
+        s(&again),
+        "--docs",
+        "400",
+        "--probe-rows",
+        "40",
+        "--vocab",
+        "500",
+        "--seed",
+        "4",
+    ]);
+    for f in [
+        "corpus.txt",
+        "world.json",
+        "tokenizer.json",
+        "probes/privacy.csv",
+    ] {
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(again.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let e = fails(&[
+        "lab",
+        "corpus",
+        "--out",
+        s(&dir.join("big")),
+        "--docs",
+        "10",
+        "--probe-rows",
+        "5000",
+    ]);
+    assert!(e.contains("distinct statements"), "{e}");
+}
