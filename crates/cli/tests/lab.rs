@@ -7,21 +7,25 @@ use run::{fails, ok, s};
 #[test]
 fn writes_corpus_probes_world_and_tokenizer() {
     let dir = run::scratch("lab", "corpus");
+    // The same seed writes the same files: written twice below.
+    let corpus = |out: &std::path::Path| {
+        ok(&[
+            "lab",
+            "corpus",
+            "--out",
+            s(out),
+            "--docs",
+            "400",
+            "--probe-rows",
+            "40",
+            "--vocab",
+            "500",
+            "--seed",
+            "4",
+        ])
+    };
     let out = dir.join("lab");
-    let err = ok(&[
-        "lab",
-        "corpus",
-        "--out",
-        s(&out),
-        "--docs",
-        "400",
-        "--probe-rows",
-        "40",
-        "--vocab",
-        "500",
-        "--seed",
-        "4",
-    ]);
+    let err = corpus(&out);
     assert!(err.contains("400 documents"), "{err}");
     assert_eq!(
         std::fs::read_to_string(out.join("corpus.txt"))
@@ -58,22 +62,8 @@ fn writes_corpus_probes_world_and_tokenizer() {
     let world: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("world.json")).unwrap()).unwrap();
     assert_eq!(world["towns"].as_array().unwrap().len(), 24);
-    // The same seed writes the same files.
     let again = dir.join("again");
-    ok(&[
-        "lab",
-        "corpus",
-        "--out",
-        s(&again),
-        "--docs",
-        "400",
-        "--probe-rows",
-        "40",
-        "--vocab",
-        "500",
-        "--seed",
-        "4",
-    ]);
+    corpus(&again);
     for f in [
         "corpus.txt",
         "world.json",
