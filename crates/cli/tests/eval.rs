@@ -22,9 +22,10 @@ fn items(p: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn eval(out: &Path, task: &str, data: &Path, extra: &[&str]) -> String {
+/// `pretrace eval --model llama_gqa --task TASK --data DATA --out OUT EXTRA…`.
+fn eval_args(out: &Path, task: &str, data: &Path, extra: &[&str]) -> Vec<String> {
     let model = golden("llama_gqa");
-    let mut args = vec![
+    let mut args: Vec<String> = [
         "eval",
         "--model",
         s(&model),
@@ -34,9 +35,17 @@ fn eval(out: &Path, task: &str, data: &Path, extra: &[&str]) -> String {
         s(data),
         "--out",
         s(out),
-    ];
-    args.extend_from_slice(extra);
-    ok(&args)
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+fn eval(out: &Path, task: &str, data: &Path, extra: &[&str]) -> String {
+    let args = eval_args(out, task, data, extra);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 #[test]
@@ -134,20 +143,10 @@ fn lambada_reads_a_text_file() {
 #[test]
 fn bad_input_is_one_line() {
     let dir = scratch("bad");
-    let model = golden("llama_gqa");
     let arc = golden("eval/docs/arc_easy.jsonl");
     let run = |task: &str, data: &Path| {
-        fails(&[
-            "eval",
-            "--model",
-            s(&model),
-            "--task",
-            task,
-            "--data",
-            s(data),
-            "--out",
-            s(&dir),
-        ])
+        let args = eval_args(&dir, task, data, &[]);
+        fails(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let e = run("hellaswag", &arc);
     assert!(
@@ -213,17 +212,8 @@ fn discriminative_trust_task_runs_on_the_second_half() {
 fn toxigen_scores_generations_with_the_classifier() {
     let dir = scratch("toxigen");
     let csv = statements(&dir);
-    let e = fails(&[
-        "eval",
-        "--model",
-        s(&golden("llama_gqa")),
-        "--task",
-        "toxigen",
-        "--data",
-        s(&csv),
-        "--out",
-        s(&dir.join("x")),
-    ]);
+    let args = eval_args(&dir.join("x"), "toxigen", &csv, &[]);
+    let e = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(e.contains("--classifier"), "{e}");
     eval(
         &dir.join("out"),
