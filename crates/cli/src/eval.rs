@@ -1,13 +1,12 @@
 //! `pretrace eval`: a task on a model, steered or not, into `results.json` and `items.jsonl`.
 
+use crate::progress::Bar;
 use crate::steer::SteerFlags;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use pretrace_data::{sha256_file, Table};
 use pretrace_eval::tasks::{lambada_items, mc_items, Task};
 use pretrace_eval::{lambada, mc_metrics, mc_scores, Evaluated};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -205,31 +204,6 @@ fn data_sha256(path: &Path) -> Result<String> {
     Ok(pretrace_data::sha256_hex(joined.as_bytes()))
 }
 
-struct Bar(Option<ProgressBar>);
-
-impl Bar {
-    fn new(task: &str, n: usize) -> Bar {
-        if !std::io::stderr().is_terminal() {
-            return Bar(None);
-        }
-        let b = ProgressBar::new(n as u64);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{msg} [{bar:30}] {pos}/{len} items  {per_sec}  ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        b.set_message(task.to_string());
-        Bar(Some(b))
-    }
-    fn set(&self, done: usize) {
-        if let Some(b) = &self.0 {
-            b.set_position(done as u64);
-        }
-    }
-}
-
 /// The paper's trust evaluations on the second half of a statement,label CSV.
 fn trust(
     a: &EvalSpec,
@@ -257,7 +231,7 @@ fn trust(
             a.data.display()
         );
     }
-    let bar = Bar::new(task.name(), half.len());
+    let bar = Bar::new(task.name(), half.len(), "items");
     let mut metrics = std::collections::BTreeMap::new();
     let mut items = Vec::with_capacity(half.len());
     if task == Task::Toxigen {
@@ -412,7 +386,7 @@ pub fn evaluate(
         };
         let mut items = lambada_items(&table)?;
         items.truncate(spec.limit.unwrap_or(usize::MAX));
-        let bar = Bar::new(task.name(), items.len());
+        let bar = Bar::new(task.name(), items.len(), "items");
         let e = lambada(m, tok, &items, spec.batch_size, steer, &mut |d| bar.set(d))?;
         return Ok((e, items.len()));
     }
@@ -428,7 +402,7 @@ pub fn evaluate(
     if items.is_empty() {
         bail!("{}: no items to evaluate", spec.data.display());
     }
-    let bar = Bar::new(task.name(), items.len());
+    let bar = Bar::new(task.name(), items.len(), "items");
     let scored = mc_scores(m, tok, &items, spec.batch_size, steer, &mut |d| bar.set(d))?;
     let mut e = mc_metrics(task, &items, &scored);
     for (row, it) in e.items.iter_mut().zip(&items) {

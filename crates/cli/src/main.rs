@@ -13,6 +13,7 @@ mod extract;
 mod infoplane;
 mod lab;
 mod probe;
+mod progress;
 mod report;
 mod steer;
 mod sweep_steer;

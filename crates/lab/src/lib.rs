@@ -21,7 +21,9 @@
 //! ```
 
 pub mod corpus;
+pub mod pretrain;
 pub mod tokenizer;
+pub mod train;
 pub mod world;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,10 @@ pub enum LabError {
     Invalid(String),
     #[error(transparent)]
     Store(#[from] pretrace_store::StoreError),
+    #[error(transparent)]
+    Model(#[from] pretrace_model::ModelError),
+    #[error("tensor computation: {0}")]
+    Candle(#[from] candle_core::Error),
 }
 
 pub type Result<T> = std::result::Result<T, LabError>;

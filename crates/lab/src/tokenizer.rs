@@ -1,10 +1,12 @@
 //! A byte-level BPE tokenizer fitted to the lab's corpus with the `tokenizers` crate's trainer (the
 //! GPT-2 scheme: byte-level pre-tokenizer without a prefix space, byte-level decoder), with
-//! `<|endoftext|>` as its one special token.
+//! `<|endoftext|>` as its one special token, which also begins every sequence encoded with special
+//! tokens.
 
 use crate::{LabError, Result};
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{
     AddedToken, NormalizerWrapper, PostProcessorWrapper, Tokenizer, TokenizerBuilder, TokenizerImpl,
 };
@@ -32,6 +34,15 @@ pub fn train(docs: &[String], vocab: usize) -> Result<String> {
             .build()
             .map_err(err)?;
     tok.train(&mut trainer, docs.iter()).map_err(err)?;
+    // Every document starts with `<|endoftext|>` (the beginning-of-sequence token, as GPT-2's
+    // separators are), so encoding with special tokens prepends it.
+    let template = TemplateProcessing::builder()
+        .try_single(format!("{EOT} $A"))
+        .map_err(|e| LabError::Invalid(format!("tokenizer template: {e}")))?
+        .special_tokens(vec![(EOT, 0u32)])
+        .build()
+        .map_err(|e| LabError::Invalid(format!("tokenizer template: {e}")))?;
+    tok.with_post_processor(Some(PostProcessorWrapper::Template(template)));
     let json = tok.to_string(false).map_err(err)?;
     // Loadable as a generic tokenizer (what every reader of tokenizer.json uses).
     json.parse::<Tokenizer>().map_err(err)?;

@@ -215,6 +215,13 @@ fn the_tokenizer_fits_the_corpus_and_round_trips_text() {
         (chars as f64 / tokens as f64) > 2.5,
         "{chars} bytes in {tokens} tokens"
     );
+    // Special tokens: `<|endoftext|>` begins every sequence.
+    let with = tok.encode("Tarvel", true).unwrap();
+    assert_eq!(with.get_ids()[0], 0);
+    assert_eq!(
+        &with.get_ids()[1..],
+        tok.encode("Tarvel", false).unwrap().get_ids()
+    );
     // The same corpus trains the same tokenizer.
     assert_eq!(train(&docs, 800).unwrap(), json);
 }

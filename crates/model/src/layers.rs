@@ -5,6 +5,13 @@ use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
 use std::sync::Arc;
 
+/// Whether any of `ts` is recorded for backpropagation (a training forward). The fused kernels
+/// below have no backward pass, so a tracked forward takes the plain tensor-operation path, which
+/// computes the same function.
+pub fn tracked(ts: &[&Tensor]) -> bool {
+    ts.iter().any(|t| t.track_op())
+}
+
 /// `y = x Wᵀ + b` with `W: [out, in]`. The weight is kept transposed (`[in, out]`, contiguous):
 /// the matrix kernel runs fastest with both operands row-major.
 #[derive(Debug, Clone)]
@@ -78,11 +85,18 @@ impl Norm {
             eps,
         })
     }
-    /// `x: [.., D]` → same shape. Statistics are computed in f32 whatever the dtype.
+    /// `x: [.., D]` → same shape. Statistics are computed in f32 whatever the dtype (f64 for f64).
+    /// Under autograd (see [`tracked`]) the same math runs as differentiable tensor operations.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous()?;
         Ok(match self {
+            Norm::Rms { w, eps } if tracked(&[&x, w]) => {
+                candle_nn::ops::rms_norm_slow(&x, w, *eps as f32)?
+            }
             Norm::Rms { w, eps } => candle_nn::ops::rms_norm(&x, w, *eps as f32)?,
+            Norm::Layer { w, b, eps } if tracked(&[&x, w, b]) => {
+                candle_nn::ops::layer_norm_slow(&x, w, b, *eps as f32)?
+            }
             Norm::Layer { w, b, eps } => candle_nn::ops::layer_norm(&x, w, b, *eps as f32)?,
         })
     }
@@ -148,7 +162,11 @@ impl Mlp {
         match self {
             Mlp::Gated { gate_up, down, act } => {
                 let gu = gate_up.forward(x)?;
-                if *act == Act::Silu && gu.dtype() == DType::F32 && gu.is_contiguous() {
+                if *act == Act::Silu
+                    && gu.dtype() == DType::F32
+                    && gu.is_contiguous()
+                    && !gu.track_op()
+                {
                     return down.forward(&gu.apply_op1_no_bwd(&SwiGlu)?);
                 }
                 let i = gu.dim(1)? / 2;
@@ -489,6 +507,22 @@ impl RopeTables {
     /// Rotates the first `rot_dim` dimensions of `x: [B, H, T, Dh]`.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let dh = x.dim(3)?;
+        if x.track_op() {
+            // Differentiable: o₁ = x₁·cos − x₂·sin, o₂ = x₁·sin + x₂·cos over the halves.
+            let half = self.rot_dim / 2;
+            let (c, s) = (
+                self.cos.to_dtype(x.dtype())?.unsqueeze(1)?,
+                self.sin.to_dtype(x.dtype())?.unsqueeze(1)?,
+            );
+            let (x1, x2) = (x.narrow(3, 0, half)?, x.narrow(3, half, half)?);
+            let o1 = (x1.broadcast_mul(&c)? - x2.broadcast_mul(&s)?)?;
+            let o2 = (x1.broadcast_mul(&s)? + x2.broadcast_mul(&c)?)?;
+            let mut parts = vec![o1, o2];
+            if self.rot_dim < dh {
+                parts.push(x.narrow(3, self.rot_dim, dh - self.rot_dim)?);
+            }
+            return Ok(Tensor::cat(&parts, 3)?);
+        }
         if self.rot_dim == dh {
             return Ok(candle_nn::rotary_emb::rope(
                 &x.contiguous()?,
@@ -642,7 +676,8 @@ impl Attention {
             Some(c) => qkv.clamp(-c, c)?,
             None => qkv,
         };
-        let (q, mut k, mut v) = if qkv.dtype() == DType::F32 && self.qk_norm.is_none() {
+        let fused = qkv.dtype() == DType::F32 && !qkv.track_op();
+        let (q, mut k, mut v) = if fused && self.qk_norm.is_none() {
             // One pass per tensor from the fused projection to `[B, heads, T, Dh]`, rotated.
             let split = |col0: usize, heads: usize, rotate: bool| -> Result<Tensor> {
                 let op = SplitHeads {
@@ -677,7 +712,7 @@ impl Attention {
         let (kvh, s) = (self.n_kv_heads, k.dim(2)?);
         let q = q.contiguous()?.reshape((b, kvh, rep * t, self.head_dim))?;
         let (k, v) = (k.contiguous()?, v.contiguous()?);
-        let out = if q.dtype() == DType::F32 {
+        let out = if q.dtype() == DType::F32 && !tracked(&[&q, &k, &v]) {
             let core = AttnCore {
                 scale: self.scale as f32,
                 mask: ctx.mask_host.clone(),
@@ -685,11 +720,22 @@ impl Attention {
             };
             q.apply_op3_no_bwd(&k, &v, &core)?
         } else {
+            // Scores and softmax in f32 (f64 for an f64 model).
+            let sdt = if q.dtype() == DType::F64 {
+                DType::F64
+            } else {
+                DType::F32
+            };
             let scores = (q.matmul(&k.t()?)? * self.scale)?
-                .to_dtype(DType::F32)?
+                .to_dtype(sdt)?
                 .reshape((b, kvh, rep, t, s))?
-                .broadcast_add(&ctx.mask.unsqueeze(1)?)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+                .broadcast_add(&ctx.mask.to_dtype(sdt)?.unsqueeze(1)?)?;
+            let probs = if scores.track_op() {
+                candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?
+            } else {
+                candle_nn::ops::softmax_last_dim(&scores)?
+            };
+            let probs = probs.to_dtype(v.dtype())?;
             probs.reshape((b, kvh, rep * t, s))?.matmul(&v)?
         };
         let out = out.reshape((b, self.n_heads, t, self.head_dim))?;

@@ -521,7 +521,12 @@ impl Model {
                 x.index_select(&Tensor::from_vec(last, b, &self.device)?, 0)?
             }
         };
-        let out = self.lm_head.forward(&x)?.to_dtype(DType::F32)?;
+        // f32 logits, or f64 from an f64 model.
+        let out = self.lm_head.forward(&x)?;
+        let out = match out.dtype() {
+            DType::F64 => out,
+            _ => out.to_dtype(DType::F32)?,
+        };
         Ok(Some(match logits {
             Logits::All => out.reshape((b, t, vocab))?,
             _ => out,
