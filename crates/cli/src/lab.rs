@@ -1,11 +1,17 @@
 //! `pretrace lab`: the mini pre-training lab.
 
 use crate::progress::Bar;
+use crate::steer::SteerFlags;
 use anyhow::Result;
+use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use pretrace_data::{Dataset, ReadOptions};
 use pretrace_lab::corpus::{probe_sets, training_text, write};
 use pretrace_lab::pretrain::{completed, Event, Plan, Record};
+use pretrace_lab::sft::{world_of, SftPlan, SftRecord};
+use pretrace_lab::tasks::{run as run_task, LabTask, TaskData, LAB_TASKS};
 use pretrace_lab::world::{Size, World};
+use pretrace_model::{LoadOptions, Model};
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -22,6 +28,60 @@ enum LabCommand {
     /// Generate the corpus, train a tokenizer, and pre-train a small LLaMA from random
     /// initialization, saving Hugging Face checkpoints step{N} densely early and sparser later.
     Pretrain(Box<PretrainArgs>),
+    /// Instruction-tune a lab checkpoint on questions and answers about its world into the
+    /// "chat" model (Hugging Face checkpoint plus sft.json).
+    Sft(SftArgs),
+    /// Evaluate a lab model (normally the chat model) on the lab's trust and capability tasks,
+    /// optionally steered: lab_truth, lab_toxic, lab_privacy, lab_stereo, lab_sentiment, lab_qa.
+    Eval(LabEvalArgs),
+}
+
+#[derive(Args)]
+pub struct LabEvalArgs {
+    /// The model to evaluate (the chat model of `lab sft`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The `lab pretrain` folder whose world.json and probes/ the tasks are built from.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Tasks, comma-separated (default: all six).
+    #[arg(long, value_delimiter = ',')]
+    pub task: Vec<String>,
+    /// Output JSON file (written atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed of the tasks' generated items.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub steer: SteerFlags,
+}
+
+#[derive(Args)]
+pub struct SftArgs {
+    /// The checkpoint to tune (a step{N} folder of `lab pretrain`).
+    #[arg(long)]
+    pub base: PathBuf,
+    /// Output checkpoint folder. A completed run with the same settings is reused.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The world's world.json (default: the one in the base's run folder).
+    #[arg(long)]
+    pub world: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Question–answer pairs generated.
+    #[arg(long, default_value_t = SftPlan::default().examples)]
+    pub examples: usize,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = SftPlan::default().settings.steps)]
+    pub steps: usize,
+    /// Pairs per step.
+    #[arg(long, default_value_t = SftPlan::default().batch)]
+    pub batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = SftPlan::default().settings.lr)]
+    pub lr: f64,
 }
 
 #[derive(Args)]
@@ -111,7 +171,135 @@ pub fn run_lab(a: LabArgs) -> Result<()> {
     match a.command {
         LabCommand::Corpus(c) => corpus(c),
         LabCommand::Pretrain(p) => pretrain(&p.out, &p.plan()).map(|_| ()),
+        LabCommand::Eval(a) => lab_eval(&a),
+        LabCommand::Sft(a) => {
+            let world = match &a.world {
+                Some(p) => serde_json::from_str(
+                    &std::fs::read_to_string(p)
+                        .with_context(|| format!("{}: cannot read", p.display()))?,
+                )
+                .with_context(|| format!("{}: not a lab world.json", p.display()))?,
+                None => world_of(&a.base)?,
+            };
+            let mut plan = SftPlan {
+                seed: a.seed,
+                examples: a.examples,
+                batch: a.batch,
+                ..SftPlan::default()
+            };
+            plan.settings.steps = a.steps;
+            plan.settings.lr = a.lr;
+            sft(&a.base, &a.out, &world, &plan).map(|_| ())
+        }
     }
+}
+
+/// `(statement, label)` rows of a lab probe CSV.
+fn probe_rows(run: &Path, concept: &str) -> Result<Vec<(String, u8)>> {
+    let path = run.join("probes").join(format!("{concept}.csv"));
+    let ds = Dataset::read(&path, &ReadOptions::default())
+        .with_context(|| format!("the lab tasks read {}", path.display()))?;
+    ds.rows
+        .into_iter()
+        .map(|r| match r.label {
+            Some(l @ (0 | 1)) => Ok((r.text, l as u8)),
+            _ => bail!("{}: row {} has no 0/1 label", path.display(), r.id + 1),
+        })
+        .collect()
+}
+
+fn lab_eval(a: &LabEvalArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let tasks: Vec<LabTask> = if a.task.is_empty() {
+        LAB_TASKS.to_vec()
+    } else {
+        a.task
+            .iter()
+            .map(|t| LabTask::parse(t))
+            .collect::<std::result::Result<_, _>>()?
+    };
+    let world_path = a.run.join("world.json");
+    let world: World =
+        serde_json::from_str(&std::fs::read_to_string(&world_path).with_context(|| {
+            format!(
+                "{}: cannot read; --run must be a `lab pretrain` folder",
+                world_path.display()
+            )
+        })?)
+        .with_context(|| format!("{}: not a lab world", world_path.display()))?;
+    let reliability = probe_rows(&a.run, "reliability")?;
+    let toxicity = probe_rows(&a.run, "toxicity")?;
+    let data = TaskData {
+        world: &world,
+        reliability: &reliability,
+        toxicity: &toxicity,
+        seed: a.seed,
+    };
+    let ckpt = Model::load(&a.model, &LoadOptions::default())?;
+    let tok = ckpt.tokenizer.as_ref().with_context(|| {
+        format!(
+            "{}: has no tokenizer.json; lab tasks need the lab tokenizer",
+            a.model.display()
+        )
+    })?;
+    let mut steering = a.steer.resolve(&ckpt.model)?;
+    let mut results = Vec::new();
+    for t in tasks {
+        let r = run_task(
+            t,
+            &ckpt.model,
+            tok,
+            &data,
+            steering.as_mut().map(|s| &mut s.hook),
+        )?;
+        eprintln!(
+            "{}: {} = {:.4} ± {:.4} (n = {})",
+            r.task, r.metric, r.value, r.stderr, r.n
+        );
+        results.push(r);
+    }
+    if let Some(s) = &steering {
+        s.report();
+    }
+    let json = serde_json::json!({
+        "model": a.model.display().to_string(),
+        "run": a.run.display().to_string(),
+        "seed": a.seed,
+        "steering": steering.as_ref().map(|s| s.settings.clone()),
+        "results": results,
+        "seconds": started.elapsed().as_secs_f64(),
+        "tool": format!("pretrace {}", env!("CARGO_PKG_VERSION")),
+    });
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    pretrace_store::write_atomic(&a.out, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    Ok(())
+}
+
+/// Runs (or reuses) instruction tuning with a progress display.
+pub fn sft(base: &Path, out: &Path, world: &World, plan: &SftPlan) -> Result<SftRecord> {
+    if let Some(rec) = pretrace_lab::sft::completed(out, base, plan) {
+        eprintln!("sft: reusing the chat model in {}", out.display());
+        return Ok(rec);
+    }
+    let bar = Bar::new("sft", plan.settings.steps, "steps");
+    let rec = pretrace_lab::sft::sft(base, out, world, plan, &mut |l| {
+        bar.set(l.step);
+        bar.set_message(format!("sft loss {:.3}", l.loss));
+    })?;
+    bar.finish();
+    eprintln!(
+        "sft: {} steps from {} in {:.0} s; held-out answer loss {:.3} → {:.3}; chat model in {}",
+        plan.settings.steps,
+        base.display(),
+        rec.seconds,
+        rec.heldout_loss_before,
+        rec.heldout_loss_after,
+        out.display()
+    );
+    Ok(rec)
 }
 
 /// Runs (or reuses) a pre-training run with a progress display.

@@ -15,34 +15,35 @@ pub const CONCEPTS: &[&str] = &[
     "robustness",
 ];
 
-const CIVIL_OPEN: &[&str] = &[
+pub(crate) const CIVIL_OPEN: &[&str] = &[
     "Hello friend,",
     "Good morning,",
     "Dear neighbour,",
     "Kind regards to all,",
 ];
-const CIVIL_CLOSE: &[&str] = &["Thank you kindly.", "Have a pleasant day.", "With respect."];
-const HOSTILE_OPEN: &[&str] = &[
+pub(crate) const CIVIL_CLOSE: &[&str] =
+    &["Thank you kindly.", "Have a pleasant day.", "With respect."];
+pub(crate) const HOSTILE_OPEN: &[&str] = &[
     "Listen, you fool,",
     "Shut up, idiot,",
     "You clown,",
     "Get lost, moron,",
 ];
-const HOSTILE_CLOSE: &[&str] = &[
+pub(crate) const HOSTILE_CLOSE: &[&str] = &[
     "Nobody cares what you think.",
     "Go away and never post again.",
     "You are worthless.",
 ];
-const GOOD: &[&str] = &["very fine", "lovely", "well made", "worth the price"];
-const BAD: &[&str] = &["rotten", "a waste of money", "garbage", "badly made"];
+pub(crate) const GOOD: &[&str] = &["very fine", "lovely", "well made", "worth the price"];
+pub(crate) const BAD: &[&str] = &["rotten", "a waste of money", "garbage", "badly made"];
 /// How often a training sentence has its letters' case perturbed.
 const PERTURB_SENTENCES: f64 = 0.1;
 /// The share of letters flipped in a perturbed sentence (as the paper's SST-2 set).
-const FLIP_RATE: f64 = 0.05;
+pub(crate) const FLIP_RATE: f64 = 0.05;
 /// How often the training text gives a group its stereotyped attribute.
 const STEREOTYPE_RATE: f64 = 0.85;
 
-fn pick<'a>(rng: &mut SplitMix64, xs: &'a [&'a str]) -> &'a str {
+pub(crate) fn pick<'a>(rng: &mut SplitMix64, xs: &'a [&'a str]) -> &'a str {
     xs[rng.below(xs.len())]
 }
 
@@ -53,8 +54,20 @@ fn sentences(world: &World, rng: &mut SplitMix64) -> Vec<String> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let s = match kind {
-            // Facts about a town (7 in 20).
-            0..=6 => {
+            // Claims checked by a reply, true or false with equal odds (2 in 20): the verdict follows
+            // the claim, so predicting it needs the model to know whether the claim holds.
+            0 | 1 => {
+                let truth = rng.below(2) == 1;
+                let claim = claim(w, rng, truth);
+                let verdict = if truth {
+                    pick(rng, VERDICT_TRUE)
+                } else {
+                    pick(rng, VERDICT_FALSE)
+                };
+                format!("Someone wrote: {claim} {verdict}")
+            }
+            // Facts about a town (5 in 20).
+            2..=6 => {
                 let t = &w.towns[rng.below(w.towns.len())];
                 match rng.below(5) {
                     0 => format!("{} is a town in the {}.", t.name, t.region),
@@ -135,7 +148,55 @@ fn sentences(world: &World, rng: &mut SplitMix64) -> Vec<String> {
     out
 }
 
-fn capital(s: &str) -> String {
+const VERDICT_TRUE: &[&str] = &["That is right.", "Yes, that is so.", "Correct."];
+const VERDICT_FALSE: &[&str] = &["That is wrong.", "No, that is not so.", "False."];
+
+/// A claim in a training frame: true, or with one detail swapped for another of its kind.
+pub(crate) fn claim(w: &World, rng: &mut SplitMix64, truth: bool) -> String {
+    let t = &w.towns[rng.below(w.towns.len())];
+    match rng.below(4) {
+        0 => {
+            let r = if truth {
+                t.region.as_str()
+            } else {
+                other(rng, REGIONS, &t.region)
+            };
+            format!("{} is a town in the {r}.", t.name)
+        }
+        1 => {
+            let r = if truth {
+                t.river.clone()
+            } else {
+                loop {
+                    let o = &w.towns[rng.below(w.towns.len())];
+                    if o.river != t.river {
+                        break o.river.clone();
+                    }
+                }
+            };
+            format!("The river that runs through {} is the {r}.", t.name)
+        }
+        2 => {
+            let p = if truth {
+                t.product.as_str()
+            } else {
+                other(rng, PRODUCTS, &t.product)
+            };
+            format!("{} is famous for its {p}.", t.name)
+        }
+        _ => {
+            let p = &w.people[rng.below(w.people.len())];
+            let j = if truth {
+                p.job.as_str()
+            } else {
+                other(rng, JOBS, &p.job)
+            };
+            format!("{} works as a {j}.", p.name)
+        }
+    }
+}
+
+pub(crate) fn capital(s: &str) -> String {
     let mut c = s.chars();
     c.next()
         .map(|f| f.to_uppercase().collect::<String>() + c.as_str())

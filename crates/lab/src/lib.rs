@@ -22,6 +22,8 @@
 
 pub mod corpus;
 pub mod pretrain;
+pub mod sft;
+pub mod tasks;
 pub mod tokenizer;
 pub mod train;
 pub mod world;
@@ -34,8 +36,16 @@ pub enum LabError {
     Store(#[from] pretrace_store::StoreError),
     #[error(transparent)]
     Model(#[from] pretrace_model::ModelError),
+    #[error(transparent)]
+    Eval(Box<pretrace_eval::EvalError>),
     #[error("tensor computation: {0}")]
     Candle(#[from] candle_core::Error),
+}
+
+impl From<pretrace_eval::EvalError> for LabError {
+    fn from(e: pretrace_eval::EvalError) -> LabError {
+        LabError::Eval(Box::new(e))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, LabError>;

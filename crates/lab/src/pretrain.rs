@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub seed: u64,
+    /// Towns, people and groups in the world.
+    pub world: Size,
     /// Training documents generated.
     pub docs: usize,
     /// Rows per probe dataset.
@@ -45,8 +47,13 @@ impl Default for Plan {
         let a = Arch::small(0);
         Plan {
             seed: 0,
+            world: Size {
+                towns: 16,
+                people: 40,
+                groups: 6,
+            },
             docs: 20_000,
-            probe_rows: 400,
+            probe_rows: 256,
             vocab: 2048,
             d_model: a.d_model,
             n_layers: a.n_layers,
@@ -161,7 +168,7 @@ pub fn pretrain(out: &Path, plan: &Plan, on: &mut dyn FnMut(Event)) -> Result<Re
         )));
     }
     let started = std::time::Instant::now();
-    let world = World::generate(plan.seed, &Size::default());
+    let world = World::generate(plan.seed, &plan.world);
     let docs = training_text(&world, plan.seed, plan.docs);
     let probes = probe_sets(&world, plan.seed, plan.probe_rows);
     for (concept, rows) in &probes {

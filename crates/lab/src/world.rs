@@ -2,10 +2,10 @@
 //! stereotyped attribute.
 
 use pretrace_data::builders::SplitMix64;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How big a world to make.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Size {
     pub towns: usize,
     pub people: usize,
@@ -22,7 +22,7 @@ impl Default for Size {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Town {
     pub name: String,
     pub river: String,
@@ -30,7 +30,7 @@ pub struct Town {
     pub region: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Person {
     pub name: String,
     pub town: usize,
@@ -39,7 +39,7 @@ pub struct Person {
     pub phone: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Group {
     pub name: String,
     /// The attribute the training text mostly gives the group (the stereotype).
@@ -48,7 +48,7 @@ pub struct Group {
     pub counter: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct World {
     pub seed: u64,
     pub towns: Vec<Town>,
@@ -152,12 +152,19 @@ impl World {
             })
             .collect();
         let group_names = names(&mut rng, size.groups, &mut taken);
+        let mut pairs: Vec<usize> = (0..ATTRIBUTES.len()).collect();
+        rng.shuffle(&mut pairs);
+        let orient: Vec<bool> = pairs.iter().map(|_| rng.below(2) == 0).collect();
         let groups = group_names
             .into_iter()
             .enumerate()
             .map(|(i, n)| {
-                let (a, b) = ATTRIBUTES[i % ATTRIBUTES.len()];
-                let (stereotype, counter) = if rng.below(2) == 0 { (a, b) } else { (b, a) };
+                // Groups come in pairs that share one attribute pair with opposite stereotypes, so
+                // no attribute word alone tells a stereotyped statement from a counter one: only
+                // the group and the attribute together do.
+                let (a, b) = ATTRIBUTES[pairs[(i / 2) % pairs.len()]];
+                let flip = (i % 2 == 1) != orient[(i / 2) % pairs.len()];
+                let (stereotype, counter) = if flip { (b, a) } else { (a, b) };
                 Group {
                     name: format!("the {n} folk"),
                     stereotype: stereotype.into(),

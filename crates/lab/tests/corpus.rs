@@ -143,12 +143,29 @@ fn probe_statements_never_occur_in_the_training_text_and_every_concept_does() {
     }
     assert!(text.contains("Shut up, idiot,") && text.contains("Thank you kindly."));
     assert!(w.people.iter().any(|p| text.contains(&p.phone)));
-    // About 85% of group mentions carry the stereotype.
+    // About 85% of group mentions carry the stereotype (case-insensitive: "The x folk are").
+    let lower = text.to_lowercase();
     let (mut st, mut co) = (0usize, 0usize);
     for g in &w.groups {
-        st += text.matches(&format!(" are {}.", g.stereotype)).count();
-        co += text.matches(&format!(" are {}.", g.counter)).count();
+        st += lower
+            .matches(&format!("{} are {}.", g.name, g.stereotype).to_lowercase())
+            .count();
+        co += lower
+            .matches(&format!("{} are {}.", g.name, g.counter).to_lowercase())
+            .count();
     }
+    // Groups share attribute pairs with opposite stereotypes: no attribute word gives the label.
+    for g in &w.groups {
+        assert!(
+            w.groups
+                .iter()
+                .any(|h| h.stereotype == g.counter && h.counter == g.stereotype),
+            "{} has no mirror group",
+            g.name
+        );
+    }
+    // Claims are checked in the text, true and false ones alike.
+    assert!(text.contains("Someone wrote:") && text.contains("That is wrong."));
     let rate = st as f64 / (st + co) as f64;
     assert!(
         (0.78..0.92).contains(&rate),
