@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 mod eval;
+mod experiment;
 mod extract;
 mod infoplane;
 mod lab;
@@ -63,9 +64,16 @@ enum Command {
     /// (arc_easy, arc_challenge, mmlu, race, mathqa, truthfulqa_mc1/mc2), lambada, or the paper's
     /// trust evaluations (confaide, stereoset, sst2, toxigen).
     Eval(eval::EvalArgs),
-    /// The mini pre-training lab (`lab corpus`: a generated world, its corpus, probe datasets and
-    /// tokenizer).
+    /// The mini pre-training lab: `lab corpus` (a generated world, its corpus, probe datasets and
+    /// tokenizer), `lab pretrain`, `lab sft`, `lab eval`.
     Lab(lab::LabArgs),
+    /// Run an experiment file (TOML): pre-training in the lab if asked, extraction, probes, the
+    /// information plane, steering vectors, evaluations and the report, each step printed as the
+    /// pretrace command it is. Reruns skip what is done.
+    Run(experiment::RunArgs),
+    /// The whole paper on a laptop: pre-train and instruction-tune the lab's model, then run the
+    /// built-in experiment file experiments/lab.toml on it, ending in report/report.html.
+    Demo(experiment::DemoArgs),
 }
 
 #[derive(Args)]
@@ -147,7 +155,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Steer(a) => steer::run_steer(a),
         Command::Eval(a) => eval::run_eval(a),
         Command::Lab(a) => lab::run_lab(a),
+        Command::Run(a) => experiment::run_file(&a, &run_args),
+        Command::Demo(a) => experiment::run_demo(&a, &run_args),
     }
+}
+
+/// Runs one pretrace command line (without the program name), as the binary would.
+fn run_args(args: &[String]) -> Result<()> {
+    let cli = Cli::try_parse_from(std::iter::once("pretrace".to_string()).chain(args.iter().cloned()))?;
+    run(cli)
 }
 
 fn load(a: &ModelArgs) -> Result<Checkpoint> {

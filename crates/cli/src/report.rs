@@ -2,7 +2,7 @@
 
 use crate::infoplane::{run_infoplane, InfoplaneArgs};
 use crate::probe::{run_probe, ProbeArgs};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use pretrace_report::{manifests, read_json, write_report, Inputs, Options};
 use pretrace_store::Store;
@@ -32,6 +32,9 @@ pub struct ReportArgs {
     /// The report's title.
     #[arg(long)]
     title: Option<String>,
+    /// experiment.json of `pretrace run`: adds training curves, evaluation and steering results.
+    #[arg(long)]
+    experiment: Option<PathBuf>,
 }
 
 pub fn run_report(a: ReportArgs) -> Result<()> {
@@ -64,6 +67,16 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
         infoplane: read_json(&info_json)?,
         manifests: manifests(&store)?,
         store: a.store.display().to_string(),
+        experiment: match &a.experiment {
+            Some(p) => Some(
+                serde_json::from_str(
+                    &std::fs::read_to_string(p)
+                        .with_context(|| format!("{}: cannot read", p.display()))?,
+                )
+                .with_context(|| format!("{}: not an experiment.json of `pretrace run`", p.display()))?,
+            ),
+            None => None,
+        },
     };
     let figs = write_report(
         &a.out,

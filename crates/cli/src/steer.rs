@@ -6,7 +6,7 @@ use pretrace_model::{Model, Positions};
 use pretrace_steer::{build, to_safetensors, Method, Rows, Steer, VectorFile};
 use pretrace_store::Store;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct SteerArgs {
@@ -144,6 +144,7 @@ fn run_export(a: ExportArgs) -> Result<()> {
         ExportFormat::Gguf => pretrace_steer::gguf::control_vector(&vectors, a.alpha, &hint)
             .with_context(|| a.vector.display().to_string())?,
     };
+    create_parent(&a.out)?;
     pretrace_store::write_atomic(&a.out, &bytes)?;
     eprintln!(
         "wrote {} (llama.cpp control vector, directions {:?}, alpha {}, model_hint {hint}); \
@@ -245,6 +246,7 @@ fn run_build(a: BuildArgs) -> Result<()> {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let bytes = to_safetensors(&vectors, &meta)?;
+    create_parent(&a.out)?;
     pretrace_store::write_atomic(&a.out, &bytes)?;
     eprintln!(
         "wrote {} ({} method, layers {:?}, {} rows; norms {})",
@@ -356,4 +358,12 @@ impl Steering {
             eprintln!("{line}");
         }
     }
+}
+
+/// Creates the folder a file is written into.
+pub fn create_parent(path: &Path) -> Result<()> {
+    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create", d.display()))?;
+    }
+    Ok(())
 }

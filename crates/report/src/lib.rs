@@ -4,6 +4,7 @@
 //! against I(T;Y), trajectories coloured by step: the paper's Figure 7) and I(T;X), I(T;Y) against
 //! step, with the tables and what produced them.
 
+pub mod experiment;
 pub mod plots;
 
 use plots::{palette, render, viridis, Figure, Heatmap, LinePanel, Series, TrajectoryPanel};
@@ -60,6 +61,8 @@ pub struct Inputs {
     pub manifests: Vec<Manifest>,
     /// The store's path, as given.
     pub store: String,
+    /// What an experiment run measured besides (training, evaluations, steering), if any.
+    pub experiment: Option<experiment::Experiment>,
 }
 
 /// Report settings.
@@ -518,10 +521,251 @@ pub fn write_report(
             )?;
         }
     }
+    let (top, bottom) = experiment_sections(inputs, &probes, &info, &mut figs)?;
     let html = html(inputs, opts, &probes, &info, &axis, &figs.made, &protocol)?;
+    let html = html
+        .replacen("</h1>\n", &format!("</h1>\n{top}"), 1)
+        .replacen("</body>", &format!("{bottom}</body>"), 1);
     pretrace_store::write_atomic(&out.join("report.html"), html.as_bytes())
         .map_err(|e| ReportError::Invalid(e.to_string()))?;
     Ok(figs.made.into_iter().map(|f| f.2).collect())
+}
+
+/// Figure sections the experiment part of the report owns.
+const EXPERIMENT: &str = "experiment:";
+
+fn figure_html(h: &mut String, caption: &str, png: &Path) -> Result<(), ReportError> {
+    let bytes = std::fs::read(png)
+        .map_err(|e| ReportError::Invalid(format!("{}: cannot read back ({e})", png.display())))?;
+    let _ = writeln!(
+        h,
+        "<figure><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption>{} <small>(<code>figures/{}</code>, SVG beside it)</small></figcaption></figure>",
+        esc(caption),
+        base64(&bytes),
+        esc(caption),
+        esc(&png.file_name().unwrap_or_default().to_string_lossy())
+    );
+    Ok(())
+}
+
+/// The observations (top of the report) and the experiment's training and evaluation sections
+/// (bottom), with their figures.
+fn experiment_sections(
+    inputs: &Inputs,
+    probes: &[ProbeRow],
+    info: &[InfoRow],
+    figs: &mut Figures,
+) -> Result<(String, String), ReportError> {
+    use experiment::{fit_compress, separability, steering, Verdict};
+    let exp = inputs.experiment.clone().unwrap_or_default();
+    let obs = [
+        separability(probes),
+        fit_compress(info, exp.steer_layer),
+        steering(&exp.results),
+    ];
+    let mut top = String::from("<h2 id=\"observations\">The paper's three observations in this run</h2>\n<p>Each verdict follows from the numbers below by a fixed rule (see <em>How the verdicts are decided</em>); nothing is chosen by hand.</p>\n<table><tr><th class=\"l\">observation</th><th class=\"l\">verdict</th><th class=\"l\">summary</th></tr>\n");
+    for o in &obs {
+        let colour = match o.verdict {
+            Verdict::Appears => "#1a7f37",
+            Verdict::Partly => "#9a6700",
+            Verdict::DoesNotAppear => "#cf222e",
+            Verdict::NotMeasured => "#57606a",
+        };
+        let _ = writeln!(
+            top,
+            "<tr><td class=\"l\">{}</td><td class=\"l\" style=\"color:{colour}\"><b>{}</b></td><td class=\"l\">{}</td></tr>",
+            esc(&o.title),
+            o.verdict.text(),
+            esc(&o.summary)
+        );
+    }
+    top.push_str("</table>\n");
+    for o in &obs {
+        let _ = writeln!(top, "<h3>{}: {}</h3>\n<ul>", esc(&o.title), o.verdict.text());
+        for d in &o.details {
+            let _ = writeln!(top, "<li>{}</li>", esc(d));
+        }
+        top.push_str("</ul>\n");
+    }
+    let _ = writeln!(
+        top,
+        "<details><summary>How the verdicts are decided</summary><pre>{}</pre></details>",
+        esc(experiment::RULES)
+    );
+    let mut bottom = String::new();
+    if inputs.experiment.is_none() {
+        return Ok((top, bottom));
+    }
+    let first = figs.made.len();
+    if !exp.training.is_empty() {
+        let mut series = vec![Series {
+            label: "training loss".into(),
+            points: exp.training.iter().map(|p| (p.step as f64, p.loss)).collect(),
+            color: palette(0),
+        }];
+        if !exp.heldout.is_empty() {
+            series.push(Series {
+                label: "held-out loss (checkpoints)".into(),
+                points: exp.heldout.iter().map(|p| (p.step as f64, p.loss)).collect(),
+                color: palette(1),
+            });
+        }
+        let mut panels = vec![LinePanel {
+            title: "pre-training".into(),
+            x_label: "step".into(),
+            y_label: "cross-entropy (nats/token)".into(),
+            series,
+            x_log: false,
+            reference: None,
+            x_integer: false,
+        }];
+        if !exp.sft.is_empty() {
+            panels.push(LinePanel {
+                title: "instruction tuning (answer tokens)".into(),
+                x_label: "step".into(),
+                y_label: "cross-entropy (nats/token)".into(),
+                series: vec![Series {
+                    label: "training loss".into(),
+                    points: exp.sft.iter().map(|p| (p.step as f64, p.loss)).collect(),
+                    color: palette(2),
+                }],
+                x_log: false,
+                reference: None,
+                x_integer: false,
+            });
+        }
+        figs.add(
+            &format!("{EXPERIMENT}training"),
+            "training_loss",
+            "Training loss per step; held-out loss at each saved checkpoint.".into(),
+            (1200, 460),
+            &Figure::Lines(panels),
+        )?;
+    }
+    let trust: BTreeSet<&str> = exp
+        .results
+        .iter()
+        .filter(|r| r.role == "trust")
+        .map(|r| r.task.as_str())
+        .collect();
+    for t in &trust {
+        let base = exp.results.iter().find(|r| r.source.is_none() && r.task == *t);
+        let roles: BTreeSet<&str> = exp
+            .results
+            .iter()
+            .filter(|r| r.task == *t && r.source.is_some())
+            .filter_map(|r| r.source_role.as_deref())
+            .collect();
+        let line = |role: &str, task: &str, i: usize| -> Series {
+            let mut pts: Vec<(f64, f64)> = exp
+                .results
+                .iter()
+                .filter(|r| {
+                    r.source_role.as_deref() == Some(role)
+                        && r.task == task
+                        && (task == *t || r.target.as_deref() == Some(*t))
+                })
+                .map(|r| (r.alpha, r.value))
+                .collect();
+            if let Some(b) = exp.results.iter().find(|r| r.source.is_none() && r.task == task) {
+                pts.push((0.0, b.value));
+            }
+            pts.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+            let src = exp
+                .results
+                .iter()
+                .find(|r| r.source_role.as_deref() == Some(role) && r.task == *t)
+                .and_then(|r| r.source.clone())
+                .unwrap_or_default();
+            Series {
+                label: format!("vector from {src} ({role})"),
+                points: pts,
+                color: palette(i),
+            }
+        };
+        let mut panels = vec![LinePanel {
+            title: format!(
+                "{t}: {} ({} is better)",
+                base.map_or("", |b| b.metric.as_str()),
+                if base.is_none_or(|b| b.higher_is_better) { "higher" } else { "lower" }
+            ),
+            x_label: "α (signed toward trustworthy)".into(),
+            y_label: base.map_or("metric".into(), |b| b.metric.clone()),
+            series: roles.iter().enumerate().map(|(i, r)| line(r, t, i)).collect(),
+            x_log: false,
+            reference: base.map(|b| b.value),
+            x_integer: false,
+        }];
+        let caps: BTreeSet<&str> = exp
+            .results
+            .iter()
+            .filter(|r| r.role == "capability" && r.target.as_deref() == Some(*t))
+            .map(|r| r.task.as_str())
+            .collect();
+        for c in caps {
+            let cb = exp.results.iter().find(|r| r.source.is_none() && r.task == c);
+            panels.push(LinePanel {
+                title: format!("capability: {c} under the same steering"),
+                x_label: "α".into(),
+                y_label: cb.map_or("metric".into(), |b| b.metric.clone()),
+                series: roles.iter().enumerate().map(|(i, r)| line(r, c, i)).collect(),
+                x_log: false,
+                reference: cb.map(|b| b.value),
+                x_integer: false,
+            });
+        }
+        figs.add(
+            &format!("{EXPERIMENT}steering"),
+            &format!("steering_{}", safe(t)),
+            format!("{t} of the chat model against α, for each vector source (α = 0: unsteered; the grey line marks it), and the capability task under the same steering (the paper's Figure 4)."),
+            (1200, 460),
+            &Figure::Lines(panels),
+        )?;
+    }
+    let made: Vec<(String, String, PathBuf)> = figs.made[first..].to_vec();
+    if !exp.training.is_empty() || exp.sft_heldout.is_some() {
+        bottom.push_str("<h2 id=\"training\">Training</h2>\n");
+        if let Some((b, a)) = exp.sft_heldout {
+            let _ = writeln!(bottom, "<p>Instruction tuning: held-out answer loss {b:.3} → {a:.3}.</p>");
+        }
+        for (_, c, p) in made.iter().filter(|m| m.0.ends_with("training")) {
+            figure_html(&mut bottom, c, p)?;
+        }
+    }
+    if !exp.results.is_empty() {
+        bottom.push_str("<h2 id=\"steering\">Evaluation and steering</h2>\n");
+        if let Some(l) = exp.steer_layer {
+            let _ = writeln!(bottom, "<p>Vectors are built at, and added to the output of, block {l} (<code>blocks.{l}.hook_resid_post</code>).</p>");
+        }
+        for (_, c, p) in made.iter().filter(|m| m.0.ends_with("steering")) {
+            figure_html(&mut bottom, c, p)?;
+        }
+        bottom.push_str("<table><tr><th class=\"l\">task</th><th class=\"l\">metric</th><th class=\"l\">vector source</th><th class=\"l\">dataset</th><th>α</th><th>value</th><th>± s.e.</th><th>n</th></tr>\n");
+        for r in &exp.results {
+            let _ = writeln!(
+                bottom,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{:+}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td></tr>",
+                esc(&r.task),
+                esc(&r.metric),
+                esc(&r.source.clone().map_or("(unsteered)".into(), |s| format!("{s} ({})", r.source_role.clone().unwrap_or_default()))),
+                esc(r.dataset.as_deref().unwrap_or("")),
+                r.alpha,
+                r.value,
+                r.stderr,
+                r.n
+            );
+        }
+        bottom.push_str("</table>\n");
+    }
+    if !exp.commands.is_empty() {
+        let _ = writeln!(
+            bottom,
+            "<h2 id=\"commands\">Commands</h2>\n<p>From <code>{}</code>; each step is this pretrace command, and running them in order reproduces the run.</p><pre>{}</pre>",
+            esc(&exp.file),
+            esc(&exp.commands.join("\n"))
+        );
+    }
+    Ok((top, bottom))
 }
 
 fn html(
@@ -629,6 +873,7 @@ figcaption{{font-size:.9em;color:#444}}pre{{background:#f7f7f7;padding:.6em;over
     let sections: Vec<&String> = figs
         .iter()
         .map(|f| &f.0)
+        .filter(|s| !s.starts_with(EXPERIMENT))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
