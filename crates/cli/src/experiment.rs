@@ -156,6 +156,8 @@ struct TaskSpec {
     classifier: Option<String>,
     limit: Option<usize>,
     shots: Option<usize>,
+    /// Rows the vector is built from: "half" (the first half, the default) or "all".
+    rows: Option<String>,
 }
 
 impl TaskSpec {
@@ -215,10 +217,10 @@ impl Runner<'_> {
             args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
         );
         self.commands.push(line.clone());
-        let marker = self.out.join(".done").join(format!(
-            "{}",
-            &pretrace_data::sha256_hex(line.as_bytes())[..16]
-        ));
+        let marker = self
+            .out
+            .join(".done")
+            .join(&pretrace_data::sha256_hex(line.as_bytes())[..16]);
         if self.dry {
             println!("{line}");
             return Ok(());
@@ -246,42 +248,69 @@ fn p(x: &Path) -> String {
     x.display().to_string()
 }
 
-/// A checkpoint of the store: (name, step, layers).
-fn store_checkpoints(store: &Path) -> Result<Vec<(String, Option<u64>, Option<usize>)>> {
+/// A checkpoint of a store.
+struct StoreCkpt {
+    name: String,
+    step: Option<u64>,
+    layers: Option<usize>,
+}
+
+/// The checkpoints of a store, by step.
+fn store_checkpoints(store: &Path) -> Result<Vec<StoreCkpt>> {
     let st = Store::open(store)?;
-    let mut out: Vec<(String, Option<u64>, Option<usize>)> = Vec::new();
+    let mut out: Vec<StoreCkpt> = Vec::new();
     for (c, d) in st.entries()? {
-        if out.iter().any(|x| x.0 == c) {
+        if out.iter().any(|x| x.name == c) {
             continue;
         }
         if let Some(m) = st.manifest(&c, &d)? {
             let layers = m.checkpoint.config["n_layers"].as_u64().map(|v| v as usize);
-            out.push((c, m.checkpoint.step, layers));
+            out.push(StoreCkpt {
+                name: c,
+                step: m.checkpoint.step,
+                layers,
+            });
         }
     }
-    out.sort_by_key(|x| x.1);
+    out.sort_by_key(|x| x.step);
     Ok(out)
 }
 
+/// One task's result read back from a results file.
+struct Measured {
+    task: String,
+    metric: String,
+    value: f64,
+    stderr: f64,
+    n: usize,
+    higher: bool,
+}
+
 /// Reads a results file of `pretrace lab eval` or `pretrace eval` into rows.
-fn read_results(path: &Path, spec_of: &dyn Fn(&str) -> Option<(String, bool)>) -> Result<Vec<(String, String, f64, f64, usize, bool)>> {
+fn read_results(
+    path: &Path,
+    spec_of: &dyn Fn(&str) -> Option<(String, bool)>,
+) -> Result<Vec<Measured>> {
     let v: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?,
+        &std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?,
     )
     .with_context(|| format!("{}: not JSON", path.display()))?;
     let mut rows = Vec::new();
     if let Some(list) = v["results"].as_array() {
         for r in list {
             let task = r["task"].as_str().unwrap_or_default().to_string();
-            let higher = LabTask::parse(&task).map(|t| t.higher_is_better()).unwrap_or(true);
-            rows.push((
+            let higher = LabTask::parse(&task)
+                .map(|t| t.higher_is_better())
+                .unwrap_or(true);
+            rows.push(Measured {
                 task,
-                r["metric"].as_str().unwrap_or_default().to_string(),
-                r["value"].as_f64().unwrap_or(f64::NAN),
-                r["stderr"].as_f64().unwrap_or(f64::NAN),
-                r["n"].as_u64().unwrap_or(0) as usize,
+                metric: r["metric"].as_str().unwrap_or_default().to_string(),
+                value: r["value"].as_f64().unwrap_or(f64::NAN),
+                stderr: r["stderr"].as_f64().unwrap_or(f64::NAN),
+                n: r["n"].as_u64().unwrap_or(0) as usize,
                 higher,
-            ));
+            });
         }
     } else {
         let task = v["task"].as_str().unwrap_or_default().to_string();
@@ -291,21 +320,44 @@ fn read_results(path: &Path, spec_of: &dyn Fn(&str) -> Option<(String, bool)>) -
                 .unwrap_or(("acc", true));
             (m.to_string(), h)
         });
-        rows.push((
+        let Some(value) = v["metrics"][&metric].as_f64() else {
+            bail!(
+                "{}: has no metric '{metric}' (it has {}); set `metric` of task '{task}' to one of those",
+                path.display(),
+                v["metrics"]
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            );
+        };
+        rows.push(Measured {
             task,
-            metric.clone(),
-            v["metrics"][&metric].as_f64().unwrap_or(f64::NAN),
-            v["metrics"][format!("{metric}_stderr")].as_f64().unwrap_or(f64::NAN),
-            v["n"].as_u64().unwrap_or(0) as usize,
+            metric: metric.clone(),
+            value,
+            stderr: v["metrics"][format!("{metric}_stderr")]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            n: v["n"].as_u64().unwrap_or(0) as usize,
             higher,
-        ));
+        });
     }
     Ok(rows)
 }
 
 /// Runs the experiment in `text` (from `file`) into `out`.
 pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec) -> Result<()> {
-    let f: File = toml::from_str(text).with_context(|| format!("{file}: not a valid experiment file"))?;
+    let f: File = toml::from_str(text).map_err(|e| {
+        let at = e.span().map_or(String::new(), |sp| {
+            let before = &text[..sp.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(" at line {line}, column {col}")
+        });
+        anyhow::anyhow!(
+            "{file}: not a valid experiment file{at}: {}; see experiments/lab.toml for the format",
+            e.message().trim()
+        )
+    })?;
     let title = f
         .title
         .clone()
@@ -393,7 +445,9 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
             .iter()
             .map(|c| lab_dir.join("probes").join(format!("{c}.csv")))
             .collect(),
-        Datasets::Keyword(k) => bail!("{file}: datasets = \"{k}\": give \"lab\" or a list of files"),
+        Datasets::Keyword(k) => {
+            bail!("{file}: datasets = \"{k}\": give \"lab\" or a list of files")
+        }
         Datasets::Files(v) => v.iter().map(PathBuf::from).collect(),
     };
 
@@ -473,7 +527,10 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
                 let (m, h) = pretrace_eval::tasks::Task::parse(task)
                     .map(crate::eval::headline)
                     .unwrap_or(("acc", true));
-                (t.metric.clone().unwrap_or(m.to_string()), t.higher_is_better.unwrap_or(h))
+                (
+                    t.metric.clone().unwrap_or(m.to_string()),
+                    t.higher_is_better.unwrap_or(h),
+                )
             })
     };
     if let (Some(st), Some(chat)) = (steer, &chat) {
@@ -482,7 +539,7 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
         } else {
             store_checkpoints(&store)?
         };
-        let n_layers = ckpts.iter().find_map(|c| c.2);
+        let n_layers = ckpts.iter().find_map(|c| c.layers);
         let layer: Option<usize> = match &st.layer {
             None => n_layers.map(|n| n / 2),
             Some(toml::Value::String(m)) if m == "middle" => n_layers.map(|n| n / 2),
@@ -491,7 +548,7 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
         };
         exp.steer_layer = layer;
         let layer_s = layer.map_or(s("<middle layer>"), |l| l.to_string());
-        let last = ckpts.iter().filter_map(|c| c.1).max();
+        let last = ckpts.iter().filter_map(|c| c.step).max();
         let mut sources: Vec<(String, String, Option<u64>, PathBuf)> = Vec::new(); // (role, name, step, store)
         for src in &st.sources {
             match src.as_str() {
@@ -499,13 +556,18 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
                     let mid = last.and_then(|l| {
                         ckpts
                             .iter()
-                            .filter(|c| c.1.is_some())
-                            .min_by_key(|c| c.1.unwrap_or(0).abs_diff(l / 2))
+                            .filter(|c| c.step.is_some())
+                            .min_by_key(|c| c.step.unwrap_or(0).abs_diff(l / 2))
                     });
                     match mid {
-                        Some(c) => sources.push((s("mid"), c.0.clone(), c.1, store.clone())),
-                        None if dry => sources.push((s("mid"), s("<mid checkpoint>"), None, store.clone())),
-                        None => bail!("{}: no checkpoint with a step to take the mid one from", store.display()),
+                        Some(c) => sources.push((s("mid"), c.name.clone(), c.step, store.clone())),
+                        None if dry => {
+                            sources.push((s("mid"), s("<mid checkpoint>"), None, store.clone()))
+                        }
+                        None => bail!(
+                            "{}: no checkpoint with a step to take the mid one from",
+                            store.display()
+                        ),
                     }
                 }
                 "chat" => {
@@ -514,57 +576,94 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
                     } else {
                         store_checkpoints(&chat_store)?
                             .first()
-                            .map(|c| c.0.clone())
+                            .map(|c| c.name.clone())
                             .context("the chat model's store is empty")?
                     };
                     sources.push((s("chat"), name, None, chat_store.clone()));
                 }
                 name => {
-                    let c = ckpts.iter().find(|c| c.0 == name);
+                    let c = ckpts.iter().find(|c| c.name == name);
                     if c.is_none() && !dry {
-                        bail!("{file}: steer source '{name}' is not a checkpoint of {}", store.display());
+                        bail!(
+                            "{file}: steer source '{name}' is not a checkpoint of {}",
+                            store.display()
+                        );
                     }
-                    sources.push((s("checkpoint"), s(name), c.and_then(|c| c.1), store.clone()));
+                    sources.push((
+                        s("checkpoint"),
+                        s(name),
+                        c.and_then(|c| c.step),
+                        store.clone(),
+                    ));
                 }
             }
         }
         let lab_run = lab_dir.clone();
-        let eval_cmd = |tasks: &[&TaskSpec], extra: &[String], out_file: &Path| -> Vec<Vec<String>> {
-            // Lab tasks share one `lab eval`; others run one `eval` each.
-            let mut cmds = Vec::new();
-            let labs: Vec<&str> = tasks.iter().filter(|t| t.lab().is_some()).map(|t| t.task.as_str()).collect();
-            if !labs.is_empty() {
-                let mut a = vec![s("lab"), s("eval"), s("--model"), p(chat), s("--run"), p(&lab_run), s("--task"), labs.join(","), s("--out"), p(out_file)];
-                a.extend(extra.iter().cloned());
-                cmds.push(a);
-            }
-            for t in tasks.iter().filter(|t| t.lab().is_none()) {
-                let dir = out_file.with_extension("").join(&t.task);
-                let mut a = vec![s("eval"), s("--model"), p(chat), s("--task"), t.task.clone(), s("--out"), p(&dir)];
-                if let Some(d) = &t.data {
-                    a.extend([s("--data"), d.clone()]);
+        let eval_cmd =
+            |tasks: &[&TaskSpec], extra: &[String], out_file: &Path| -> Vec<Vec<String>> {
+                // Lab tasks share one `lab eval`; others run one `eval` each.
+                let mut cmds = Vec::new();
+                let labs: Vec<&str> = tasks
+                    .iter()
+                    .filter(|t| t.lab().is_some())
+                    .map(|t| t.task.as_str())
+                    .collect();
+                if !labs.is_empty() {
+                    let mut a = vec![
+                        s("lab"),
+                        s("eval"),
+                        s("--model"),
+                        p(chat),
+                        s("--run"),
+                        p(&lab_run),
+                        s("--task"),
+                        labs.join(","),
+                        s("--out"),
+                        p(out_file),
+                    ];
+                    a.extend(extra.iter().cloned());
+                    cmds.push(a);
                 }
-                if let Some(c) = &t.classifier {
-                    a.extend([s("--classifier"), c.clone()]);
+                for t in tasks.iter().filter(|t| t.lab().is_none()) {
+                    let dir = out_file.with_extension("").join(&t.task);
+                    let mut a = vec![
+                        s("eval"),
+                        s("--model"),
+                        p(chat),
+                        s("--task"),
+                        t.task.clone(),
+                        s("--out"),
+                        p(&dir),
+                    ];
+                    if let Some(d) = &t.data {
+                        a.extend([s("--data"), d.clone()]);
+                    }
+                    if let Some(c) = &t.classifier {
+                        a.extend([s("--classifier"), c.clone()]);
+                    }
+                    if let Some(l) = t.limit {
+                        a.extend([s("--limit"), l.to_string()]);
+                    }
+                    if let Some(k) = t.shots {
+                        a.extend([s("--shots"), k.to_string()]);
+                    }
+                    a.extend(extra.iter().cloned());
+                    cmds.push(a);
                 }
-                if let Some(l) = t.limit {
-                    a.extend([s("--limit"), l.to_string()]);
-                }
-                if let Some(k) = t.shots {
-                    a.extend([s("--shots"), k.to_string()]);
-                }
-                a.extend(extra.iter().cloned());
-                cmds.push(a);
-            }
-            cmds
-        };
+                cmds
+            };
         let outputs_of = |tasks: &[&TaskSpec], out_file: &Path| -> Vec<PathBuf> {
             let mut v = Vec::new();
             if tasks.iter().any(|t| t.lab().is_some()) {
                 v.push(out_file.to_path_buf());
             }
             for t in tasks.iter().filter(|t| t.lab().is_none()) {
-                v.push(out_file.with_extension("").join(&t.task).join("results.json"));
+                v.push(
+                    out_file
+                        .with_extension("")
+                        .join(&t.task)
+                        .join("results.json"),
+                );
             }
             v
         };
@@ -572,12 +671,42 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
         // Unsteered.
         let all: Vec<&TaskSpec> = f.trust.iter().chain(&f.capability).collect();
         let base_file = eval_dir.join("unsteered.json");
-        for (a, o) in eval_cmd(&all, &[], &base_file).into_iter().zip(outputs_of(&all, &base_file)) {
+        for (a, o) in eval_cmd(&all, &[], &base_file)
+            .into_iter()
+            .zip(outputs_of(&all, &base_file))
+        {
             r.step(a, Some(&o))?;
             if !dry {
-                for (task, metric, value, stderr, n, higher) in read_results(&o, &spec_of)? {
-                    let role = if f.capability.iter().any(|c| c.task == task) { "capability" } else { "trust" };
-                    exp.results.push(EvalRow { source: None, source_role: None, source_step: None, dataset: None, layer: None, alpha: 0.0, task, metric, value, stderr, n, higher_is_better: higher, role: s(role), target: None });
+                for Measured {
+                    task,
+                    metric,
+                    value,
+                    stderr,
+                    n,
+                    higher,
+                } in read_results(&o, &spec_of)?
+                {
+                    let role = if f.capability.iter().any(|c| c.task == task) {
+                        "capability"
+                    } else {
+                        "trust"
+                    };
+                    exp.results.push(EvalRow {
+                        source: None,
+                        source_role: None,
+                        source_step: None,
+                        dataset: None,
+                        layer: None,
+                        alpha: 0.0,
+                        task,
+                        metric,
+                        value,
+                        stderr,
+                        n,
+                        higher_is_better: higher,
+                        role: s(role),
+                        target: None,
+                    });
                 }
             }
         }
@@ -585,9 +714,25 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
             for t in &f.trust {
                 let ds = t.dataset()?;
                 let vec = out.join("steer").join(format!("{name}-{ds}.safetensors"));
-                let mut a = vec![s("steer"), s("build"), s("--store"), p(src_store), s("--checkpoint"), name.clone(), s("--dataset"), ds.clone(), s("--layers"), layer_s.clone(), s("--out"), p(&vec)];
+                let mut a = vec![
+                    s("steer"),
+                    s("build"),
+                    s("--store"),
+                    p(src_store),
+                    s("--checkpoint"),
+                    name.clone(),
+                    s("--dataset"),
+                    ds.clone(),
+                    s("--layers"),
+                    layer_s.clone(),
+                    s("--out"),
+                    p(&vec),
+                ];
                 if let Some(m) = &st.method {
                     a.extend([s("--method"), m.clone()]);
+                }
+                if let Some(rows) = &t.rows {
+                    a.extend([s("--rows"), rows.clone()]);
                 }
                 r.step(a, Some(&vec))?;
                 let sign = t.sign()?;
@@ -595,11 +740,28 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
                     let alpha = sign * mag;
                     let tasks: Vec<&TaskSpec> = std::iter::once(t).chain(&f.capability).collect();
                     let of = eval_dir.join(format!("{name}-{}-a{alpha:+}.json", t.task));
-                    let extra = vec![s("--steer"), p(&vec), s("--steer-layer"), layer_s.clone(), format!("--alpha={alpha}")];
-                    for (a, o) in eval_cmd(&tasks, &extra, &of).into_iter().zip(outputs_of(&tasks, &of)) {
+                    let extra = vec![
+                        s("--steer"),
+                        p(&vec),
+                        s("--steer-layer"),
+                        layer_s.clone(),
+                        format!("--alpha={alpha}"),
+                    ];
+                    for (a, o) in eval_cmd(&tasks, &extra, &of)
+                        .into_iter()
+                        .zip(outputs_of(&tasks, &of))
+                    {
                         r.step(a, Some(&o))?;
                         if !dry {
-                            for (task, metric, value, stderr, n, higher) in read_results(&o, &spec_of)? {
+                            for Measured {
+                                task,
+                                metric,
+                                value,
+                                stderr,
+                                n,
+                                higher,
+                            } in read_results(&o, &spec_of)?
+                            {
                                 let cap = task != t.task;
                                 exp.results.push(EvalRow {
                                     source: Some(name.clone()),
@@ -628,22 +790,70 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
     // 5. Training records and the report.
     if !dry && f.lab.is_some() {
         if let Ok(text) = std::fs::read_to_string(lab_dir.join("train.json")) {
-            let rec: pretrace_lab::pretrain::Record = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a training record", lab_dir.join("train.json").display()))?;
-            exp.training = rec.log.iter().map(|l| LossPoint { step: l.step, loss: l.loss }).collect();
-            exp.heldout = rec.checkpoints.iter().map(|c| LossPoint { step: c.step, loss: c.heldout_loss }).collect();
+            let rec: pretrace_lab::pretrain::Record =
+                serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "{}: not a training record",
+                        lab_dir.join("train.json").display()
+                    )
+                })?;
+            exp.training = rec
+                .log
+                .iter()
+                .map(|l| LossPoint {
+                    step: l.step,
+                    loss: l.loss,
+                })
+                .collect();
+            exp.heldout = rec
+                .checkpoints
+                .iter()
+                .map(|c| LossPoint {
+                    step: c.step,
+                    loss: c.heldout_loss,
+                })
+                .collect();
         }
         if let Ok(text) = std::fs::read_to_string(lab_chat.join("sft.json")) {
-            let rec: pretrace_lab::sft::SftRecord = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not an instruction-tuning record", lab_chat.join("sft.json").display()))?;
-            exp.sft = rec.log.iter().map(|l| LossPoint { step: l.step, loss: l.loss }).collect();
+            let rec: pretrace_lab::sft::SftRecord =
+                serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "{}: not an instruction-tuning record",
+                        lab_chat.join("sft.json").display()
+                    )
+                })?;
+            exp.sft = rec
+                .log
+                .iter()
+                .map(|l| LossPoint {
+                    step: l.step,
+                    loss: l.loss,
+                })
+                .collect();
             exp.sft_heldout = Some((rec.heldout_loss_before, rec.heldout_loss_after));
         }
     }
     let exp_path = out.join("experiment.json");
-    let report_cmd = vec![s("report"), s("--store"), p(&store), s("--out"), p(&report), s("--experiment"), p(&exp_path), s("--title"), title];
+    let report_cmd = vec![
+        s("report"),
+        s("--store"),
+        p(&store),
+        s("--out"),
+        p(&report),
+        s("--experiment"),
+        p(&exp_path),
+        s("--title"),
+        title,
+    ];
     exp.commands = r.commands.clone();
-    exp.commands.push(format!("pretrace {}", report_cmd.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")));
+    exp.commands.push(format!(
+        "pretrace {}",
+        report_cmd
+            .iter()
+            .map(|a| quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
     if !dry {
         pretrace_store::write_atomic(&exp_path, serde_json::to_string_pretty(&exp)?.as_bytes())?;
     }
@@ -658,7 +868,13 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
 pub fn run_file(a: &RunArgs, exec: &Exec) -> Result<()> {
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("{}: cannot read the experiment file", a.file.display()))?;
-    run_experiment(&text, &a.file.display().to_string(), &a.out, a.dry_run, exec)
+    run_experiment(
+        &text,
+        &a.file.display().to_string(),
+        &a.out,
+        a.dry_run,
+        exec,
+    )
 }
 
 /// `pretrace demo`.

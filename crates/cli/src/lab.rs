@@ -10,7 +10,7 @@ use pretrace_lab::corpus::{probe_sets, training_text, write};
 use pretrace_lab::pretrain::{completed, Event, Plan, Record};
 use pretrace_lab::sft::{world_of, SftPlan, SftRecord};
 use pretrace_lab::tasks::{run as run_task, LabTask, TaskData, LAB_TASKS};
-use pretrace_lab::world::{Size, World};
+use pretrace_lab::world::World;
 use pretrace_model::{LoadOptions, Model};
 use std::path::{Path, PathBuf};
 
@@ -160,10 +160,10 @@ struct CorpusArgs {
     #[arg(long, default_value_t = 20000)]
     docs: usize,
     /// Rows per probe dataset (half of each label).
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = Plan::default().probe_rows)]
     probe_rows: usize,
     /// The tokenizer's largest vocabulary.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = Plan::default().vocab)]
     vocab: usize,
 }
 
@@ -357,7 +357,7 @@ fn corpus(a: CorpusArgs) -> Result<()> {
     if a.probe_rows < 10 || a.docs == 0 {
         anyhow::bail!("--docs must be at least 1 and --probe-rows at least 10");
     }
-    let world = World::generate(a.seed, &Size::default());
+    let world = World::generate(a.seed, &Plan::default().world);
     let docs = training_text(&world, a.seed, a.docs);
     let probes = probe_sets(&world, a.seed, a.probe_rows);
     for (concept, rows) in &probes {

@@ -162,7 +162,8 @@ fn run(cli: Cli) -> Result<()> {
 
 /// Runs one pretrace command line (without the program name), as the binary would.
 fn run_args(args: &[String]) -> Result<()> {
-    let cli = Cli::try_parse_from(std::iter::once("pretrace".to_string()).chain(args.iter().cloned()))?;
+    let cli =
+        Cli::try_parse_from(std::iter::once("pretrace".to_string()).chain(args.iter().cloned()))?;
     run(cli)
 }
 

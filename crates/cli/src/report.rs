@@ -73,7 +73,9 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
                     &std::fs::read_to_string(p)
                         .with_context(|| format!("{}: cannot read", p.display()))?,
                 )
-                .with_context(|| format!("{}: not an experiment.json of `pretrace run`", p.display()))?,
+                .with_context(|| {
+                    format!("{}: not an experiment.json of `pretrace run`", p.display())
+                })?,
             ),
             None => None,
         },

@@ -132,10 +132,23 @@ fn sentences(world: &World, rng: &mut SplitMix64) -> Vec<String> {
                     &g.counter
                 };
                 let name = capital(&g.name);
-                match rng.below(3) {
+                let s = match rng.below(3) {
                     0 => format!("{name} are {attr}."),
                     1 => format!("It is said that {} are {attr}.", g.name),
                     _ => format!("Travellers agree that {} are {attr}.", g.name),
+                };
+                // Half the time a reaction follows, and it depends on whether the statement
+                // repeats the stereotype: text about groups treats the familiar and the
+                // surprising differently.
+                if rng.below(2) == 0 {
+                    let react = if *attr == g.stereotype {
+                        pick(rng, REACT_FAMILIAR)
+                    } else {
+                        pick(rng, REACT_SURPRISED)
+                    };
+                    format!("{s} {react}")
+                } else {
+                    s
                 }
             }
         };
@@ -148,6 +161,8 @@ fn sentences(world: &World, rng: &mut SplitMix64) -> Vec<String> {
     out
 }
 
+const REACT_FAMILIAR: &[&str] = &["Everyone knows that.", "Nothing new there."];
+const REACT_SURPRISED: &[&str] = &["That surprised me.", "Who would have thought?"];
 const VERDICT_TRUE: &[&str] = &["That is right.", "Yes, that is so.", "Correct."];
 const VERDICT_FALSE: &[&str] = &["That is wrong.", "No, that is not so.", "False."];
 

@@ -64,7 +64,10 @@ pub struct EvalRow {
     pub alpha: f64,
     pub task: String,
     pub metric: String,
+    /// Not a number (`null` in JSON) where the task gives none.
+    #[serde(deserialize_with = "nan_if_null")]
     pub value: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub stderr: f64,
     pub n: usize,
     pub higher_is_better: bool,
@@ -73,6 +76,11 @@ pub struct EvalRow {
     /// For a trust task's row: the trust task this steering targets (the same as `task`); for a
     /// capability row: the trust task whose vector was applied.
     pub target: Option<String>,
+}
+
+/// JSON has no NaN: serde_json writes it as `null`, read back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// `experiment.json`: written by the experiment runner, read by the report.
@@ -169,25 +177,31 @@ pub fn separability(probes: &[ProbeRow]) -> Observation {
                 .and_then(|r| r.accuracy)
         };
         // The best layer at the last checkpoint.
-        let Some(best) = rows
-            .iter()
-            .filter(|r| r.step == Some(last))
-            .max_by(|a, b| a.accuracy.partial_cmp(&b.accuracy).unwrap_or(std::cmp::Ordering::Equal))
-        else {
+        let Some(best) = rows.iter().filter(|r| r.step == Some(last)).max_by(|a, b| {
+            a.accuracy
+                .partial_cmp(&b.accuracy)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        }) else {
             continue;
         };
         let (layer, fin) = (best.layer, best.accuracy.unwrap_or(0.5));
         let control = best.control_accuracy;
         let separable = fin >= 0.65 && control.is_none_or(|c| fin >= c + 0.1);
-        let curve: Vec<(u64, f64)> = steps.iter().filter_map(|&s| at(s, layer).map(|a| (s, a))).collect();
+        let curve: Vec<(u64, f64)> = steps
+            .iter()
+            .filter_map(|&s| at(s, layer).map(|a| (s, a)))
+            .collect();
         let reached = curve.iter().find(|(_, a)| *a >= fin - 0.05).map(|c| c.0);
         let init = if first == 0 { at(0, layer) } else { None };
         let shown: Vec<String> = curve.iter().map(|(s, a)| format!("{s}: {a:.2}")).collect();
-        let ctl = control.map_or(String::new(), |c| format!(", shuffled-label control {c:.2}"));
+        let ctl = control.map_or(String::new(), |c| {
+            format!(", shuffled-label control {c:.2}")
+        });
         let verdict = if !separable {
             "not linearly separable at the end".to_string()
         } else if init.is_some_and(|a| a >= fin - 0.05) {
-            "separable already at initialization (step 0): an input-level feature, not learnt".to_string()
+            "separable already at initialization (step 0): an input-level feature, not learnt"
+                .to_string()
         } else if let Some(r) = reached.filter(|&r| (r as f64) <= last as f64 / 4.0) {
             hits += 1;
             format!("learnt early: within 0.05 of its final accuracy by step {r} of {last}")
@@ -233,10 +247,11 @@ pub fn fit_compress(info: &[InfoRow], layer: Option<usize>) -> Observation {
                 None => continue,
             },
         };
-        let curve: Vec<(u64, f64, f64)> = by_step(rows.iter().copied().filter(|r| r.layer == l), |r| r.step)
-            .iter()
-            .map(|r| (r.step.unwrap_or(0), r.i_tx, r.i_ty))
-            .collect();
+        let curve: Vec<(u64, f64, f64)> =
+            by_step(rows.iter().copied().filter(|r| r.layer == l), |r| r.step)
+                .iter()
+                .map(|r| (r.step.unwrap_or(0), r.i_tx, r.i_ty))
+                .collect();
         if curve.len() < 3 {
             continue;
         }
@@ -300,7 +315,11 @@ pub fn steering(rows: &[EvalRow]) -> Observation {
         let v: Vec<f64> = it.map(|r| r.value).collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     };
-    let base_cap = cap_mean(&mut rows.iter().filter(|r| r.source.is_none() && r.role == "capability"));
+    let base_cap = cap_mean(
+        &mut rows
+            .iter()
+            .filter(|r| r.source.is_none() && r.role == "capability"),
+    );
     let trust_tasks: BTreeSet<&str> = rows
         .iter()
         .filter(|r| r.role == "trust")
@@ -319,7 +338,11 @@ pub fn steering(rows: &[EvalRow]) -> Observation {
         }
         judged += 1;
         let sign = if b.higher_is_better { 1.0 } else { -1.0 };
-        let need = (2.0 * b.stderr).max(0.01);
+        let need = if b.stderr.is_finite() {
+            (2.0 * b.stderr).max(0.01)
+        } else {
+            0.01
+        };
         let mut best: Option<(f64, f64, Option<f64>)> = None;
         let mut all = Vec::new();
         for r in &steered {
@@ -354,14 +377,16 @@ pub fn steering(rows: &[EvalRow]) -> Observation {
                     c.map_or(String::new(), |c| format!(", capability {:+.3}", -c))
                 )
             }
-            None => format!(
-                "no α improves it by more than {need:.3} with capability within 0.05"
-            ),
+            None => format!("no α improves it by more than {need:.3} with capability within 0.05"),
         };
         details.push(format!(
             "{t} ({}, {} better; vector from {src}): unsteered {:.3} ± {:.3}; {what}. All: {}.",
             b.metric,
-            if b.higher_is_better { "higher" } else { "lower" },
+            if b.higher_is_better {
+                "higher"
+            } else {
+                "lower"
+            },
             b.value,
             b.stderr,
             all.join("; ")
@@ -379,5 +404,186 @@ pub fn steering(rows: &[EvalRow]) -> Observation {
         verdict: Verdict::of(hits, judged),
         summary: format!("holds for {hits} of {judged} trust tasks"),
         details,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(ds: &str, step: u64, layer: usize, acc: f64) -> ProbeRow {
+        ProbeRow {
+            checkpoint: format!("step{step}"),
+            step: Some(step),
+            dataset: ds.into(),
+            layer,
+            accuracy: Some(acc),
+            accuracy_std: None,
+            control_accuracy: Some(0.5),
+            n_train: 80,
+            n_test: 20,
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn separability_tells_learnt_early_from_initial_late_and_absent() {
+        let mut rows = Vec::new();
+        for (s, a, b, c, d) in [
+            (0u64, 0.5, 0.99, 0.5, 0.5),
+            (100, 0.9, 1.0, 0.6, 0.52),
+            (200, 0.92, 1.0, 0.7, 0.55),
+            (400, 0.93, 1.0, 0.9, 0.5),
+        ] {
+            rows.push(probe("early", s, 1, a));
+            rows.push(probe("early", s, 0, a - 0.2));
+            rows.push(probe("init", s, 1, b));
+            rows.push(probe("late", s, 1, c));
+            rows.push(probe("none", s, 1, d));
+        }
+        let o = separability(&rows);
+        assert_eq!(o.summary, "learnt early in 1 of 4 datasets");
+        assert_eq!(o.verdict, Verdict::Partly);
+        let find = |k: &str| o.details.iter().find(|d| d.starts_with(k)).unwrap().clone();
+        assert!(
+            find("early")
+                .contains("learnt early: within 0.05 of its final accuracy by step 100 of 400"),
+            "{}",
+            find("early")
+        );
+        assert!(find("early").contains("layer 1"));
+        assert!(find("init").contains("already at initialization"));
+        assert!(find("late").contains("learnt late"));
+        assert!(find("none").contains("not linearly separable"));
+    }
+
+    fn info(ds: &str, step: u64, tx: f64) -> InfoRow {
+        InfoRow {
+            checkpoint: format!("step{step}"),
+            step: Some(step),
+            dataset: ds.into(),
+            layer: 2,
+            estimator: "hsic".into(),
+            i_tx: tx,
+            i_ty: tx / 10.0,
+            m: 100,
+        }
+    }
+
+    #[test]
+    fn fit_then_compress_needs_an_interior_peak_and_both_moves() {
+        let mut rows = Vec::new();
+        for (s, a, b, c) in [
+            (0u64, 0.2, 0.2, 0.9),
+            (10, 0.6, 0.4, 0.7),
+            (20, 0.5, 0.6, 0.5),
+            (30, 0.3, 0.8, 0.3),
+        ] {
+            rows.push(info("ic", s, a));
+            rows.push(info("rising", s, b));
+            rows.push(info("falling", s, c));
+        }
+        let o = fit_compress(&rows, Some(2));
+        assert_eq!(
+            o.summary,
+            "fit then compress in 1 of 3 (dataset, estimator) pairs"
+        );
+        assert_eq!(o.verdict, Verdict::Partly);
+        assert!(o
+            .details
+            .iter()
+            .any(|d| d.starts_with("ic") && d.contains("fits, then compresses")));
+        assert!(o
+            .details
+            .iter()
+            .any(|d| d.starts_with("rising") && d.contains("still rising")));
+        assert!(o
+            .details
+            .iter()
+            .any(|d| d.starts_with("falling") && d.contains("no fitting phase")));
+    }
+
+    fn row(
+        source: Option<&str>,
+        task: &str,
+        alpha: f64,
+        value: f64,
+        role: &str,
+        target: Option<&str>,
+        higher: bool,
+    ) -> EvalRow {
+        EvalRow {
+            source: source.map(String::from),
+            source_role: source.map(|_| "mid".to_string()),
+            source_step: None,
+            dataset: None,
+            layer: Some(2),
+            alpha,
+            task: task.into(),
+            metric: "m".into(),
+            value,
+            stderr: 0.01,
+            n: 100,
+            higher_is_better: higher,
+            role: role.into(),
+            target: target.map(String::from),
+        }
+    }
+
+    #[test]
+    fn steering_counts_a_gain_beyond_noise_within_the_capability_budget() {
+        let rows = vec![
+            row(None, "truth", 0.0, 0.60, "trust", None, true),
+            row(None, "toxic", 0.0, 0.30, "trust", None, false),
+            row(None, "qa", 0.0, 0.80, "capability", None, true),
+            // truth improves by 0.05 with capability down 0.02: holds.
+            row(
+                Some("step300"),
+                "truth",
+                2.0,
+                0.65,
+                "trust",
+                Some("truth"),
+                true,
+            ),
+            row(
+                Some("step300"),
+                "qa",
+                2.0,
+                0.78,
+                "capability",
+                Some("truth"),
+                true,
+            ),
+            // toxic improves a lot but capability collapses: does not hold.
+            row(
+                Some("step300"),
+                "toxic",
+                -2.0,
+                0.10,
+                "trust",
+                Some("toxic"),
+                false,
+            ),
+            row(
+                Some("step300"),
+                "qa",
+                -2.0,
+                0.60,
+                "capability",
+                Some("toxic"),
+                true,
+            ),
+        ];
+        let o = steering(&rows);
+        assert_eq!(o.summary, "holds for 1 of 2 trust tasks");
+        assert_eq!(o.verdict, Verdict::Appears);
+        assert!(
+            o.details[1].contains("improves by 0.050 at α +2, capability -0.020"),
+            "{}",
+            o.details[1]
+        );
+        assert!(o.details[0].starts_with("toxic") && o.details[0].contains("no α improves it"));
+        assert_eq!(steering(&[]).verdict, Verdict::NotMeasured);
     }
 }

@@ -581,7 +581,12 @@ fn experiment_sections(
     }
     top.push_str("</table>\n");
     for o in &obs {
-        let _ = writeln!(top, "<h3>{}: {}</h3>\n<ul>", esc(&o.title), o.verdict.text());
+        let _ = writeln!(
+            top,
+            "<h3>{}: {}</h3>\n<ul>",
+            esc(&o.title),
+            o.verdict.text()
+        );
         for d in &o.details {
             let _ = writeln!(top, "<li>{}</li>", esc(d));
         }
@@ -600,13 +605,21 @@ fn experiment_sections(
     if !exp.training.is_empty() {
         let mut series = vec![Series {
             label: "training loss".into(),
-            points: exp.training.iter().map(|p| (p.step as f64, p.loss)).collect(),
+            points: exp
+                .training
+                .iter()
+                .map(|p| (p.step as f64, p.loss))
+                .collect(),
             color: palette(0),
         }];
         if !exp.heldout.is_empty() {
             series.push(Series {
                 label: "held-out loss (checkpoints)".into(),
-                points: exp.heldout.iter().map(|p| (p.step as f64, p.loss)).collect(),
+                points: exp
+                    .heldout
+                    .iter()
+                    .map(|p| (p.step as f64, p.loss))
+                    .collect(),
                 color: palette(1),
             });
         }
@@ -649,7 +662,10 @@ fn experiment_sections(
         .map(|r| r.task.as_str())
         .collect();
     for t in &trust {
-        let base = exp.results.iter().find(|r| r.source.is_none() && r.task == *t);
+        let base = exp
+            .results
+            .iter()
+            .find(|r| r.source.is_none() && r.task == *t);
         let roles: BTreeSet<&str> = exp
             .results
             .iter()
@@ -667,7 +683,11 @@ fn experiment_sections(
                 })
                 .map(|r| (r.alpha, r.value))
                 .collect();
-            if let Some(b) = exp.results.iter().find(|r| r.source.is_none() && r.task == task) {
+            if let Some(b) = exp
+                .results
+                .iter()
+                .find(|r| r.source.is_none() && r.task == task)
+            {
                 pts.push((0.0, b.value));
             }
             pts.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
@@ -687,11 +707,19 @@ fn experiment_sections(
             title: format!(
                 "{t}: {} ({} is better)",
                 base.map_or("", |b| b.metric.as_str()),
-                if base.is_none_or(|b| b.higher_is_better) { "higher" } else { "lower" }
+                if base.is_none_or(|b| b.higher_is_better) {
+                    "higher"
+                } else {
+                    "lower"
+                }
             ),
             x_label: "α (signed toward trustworthy)".into(),
             y_label: base.map_or("metric".into(), |b| b.metric.clone()),
-            series: roles.iter().enumerate().map(|(i, r)| line(r, t, i)).collect(),
+            series: roles
+                .iter()
+                .enumerate()
+                .map(|(i, r)| line(r, t, i))
+                .collect(),
             x_log: false,
             reference: base.map(|b| b.value),
             x_integer: false,
@@ -703,12 +731,19 @@ fn experiment_sections(
             .map(|r| r.task.as_str())
             .collect();
         for c in caps {
-            let cb = exp.results.iter().find(|r| r.source.is_none() && r.task == c);
+            let cb = exp
+                .results
+                .iter()
+                .find(|r| r.source.is_none() && r.task == c);
             panels.push(LinePanel {
                 title: format!("capability: {c} under the same steering"),
                 x_label: "α".into(),
                 y_label: cb.map_or("metric".into(), |b| b.metric.clone()),
-                series: roles.iter().enumerate().map(|(i, r)| line(r, c, i)).collect(),
+                series: roles
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| line(r, c, i))
+                    .collect(),
                 x_log: false,
                 reference: cb.map(|b| b.value),
                 x_integer: false,
@@ -726,7 +761,10 @@ fn experiment_sections(
     if !exp.training.is_empty() || exp.sft_heldout.is_some() {
         bottom.push_str("<h2 id=\"training\">Training</h2>\n");
         if let Some((b, a)) = exp.sft_heldout {
-            let _ = writeln!(bottom, "<p>Instruction tuning: held-out answer loss {b:.3} → {a:.3}.</p>");
+            let _ = writeln!(
+                bottom,
+                "<p>Instruction tuning: held-out answer loss {b:.3} → {a:.3}.</p>"
+            );
         }
         for (_, c, p) in made.iter().filter(|m| m.0.ends_with("training")) {
             figure_html(&mut bottom, c, p)?;
