@@ -9,14 +9,16 @@
 //! they are.
 
 use crate::{LabError, Result};
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use pretrace_data::builders::SplitMix64;
+use pretrace_model::layers::exp_f32;
 use pretrace_model::weights::Weights;
 use pretrace_model::{Batch, Logits, Model, Padding};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The shape of a lab model: a LLaMA (RMSNorm, rotary, SwiGLU, no biases, untied head).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -617,24 +619,144 @@ pub fn loss(model: &Model, batch: &TrainBatch) -> Result<Tensor> {
         .forward(&input, &mut [], Logits::All, None)?
         .ok_or_else(|| LabError::Invalid("the forward pass returned no logits".into()))?;
     let v = model.config.vocab_size;
-    let logp = candle_nn::ops::log_softmax(&logits.reshape((b * t, v))?, D::Minus1)?;
     let targets: Vec<u32> = batch.targets.iter().flatten().copied().collect();
-    let weight: Vec<f64> = batch
+    let weights: Vec<f64> = batch
         .weight
         .iter()
         .flatten()
         .map(|&w| if w { 1.0 } else { 0.0 })
         .collect();
-    let count: f64 = weight.iter().sum();
+    let count: f64 = weights.iter().sum();
     if count == 0.0 {
         return Err(LabError::Invalid(
             "a training batch has no position to learn".into(),
         ));
     }
-    let targets = Tensor::from_vec(targets, (b * t, 1), &Device::Cpu)?;
-    let weight = Tensor::from_vec(weight, b * t, &Device::Cpu)?.to_dtype(logp.dtype())?;
-    let picked = logp.gather(&targets, 1)?.squeeze(1)?;
-    Ok(((picked * weight)?.sum_all()? * (-1.0 / count))?)
+    if let Some(t) = targets.iter().find(|&&t| t as usize >= v) {
+        return Err(LabError::Invalid(format!(
+            "target token {t} is outside the vocabulary of {v}"
+        )));
+    }
+    let nll = logits.reshape((b * t, v))?.apply_op1(WeightedNll {
+        targets: Arc::new(targets),
+        weights: Arc::new(weights),
+    })?;
+    Ok((nll.sum_all()? / count)?)
+}
+
+/// Per row of `[N, V]` logits, `w · (logsumexp(x) − x[target])`, with its gradient
+/// `w · (softmax(x) − onehot(target))`: cross-entropy in one pass each way, without the
+/// `[N, V]` intermediates of log-softmax and gather. Computed in f64 for f32 and f64 inputs.
+struct WeightedNll {
+    targets: Arc<Vec<u32>>,
+    weights: Arc<Vec<f64>>,
+}
+
+/// `(row maximum, log Σ exp(x − max))` of one row.
+fn lse(row: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let m = row.clone().fold(f64::NEG_INFINITY, f64::max);
+    (m, row.map(|x| (x - m).exp()).sum::<f64>().ln())
+}
+
+impl candle_core::CustomOp1 for WeightedNll {
+    fn name(&self) -> &'static str {
+        "weighted-nll"
+    }
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::CpuStorage as S;
+        use rayon::prelude::*;
+        let (n, v) = layout.shape().dims2()?;
+        if self.targets.len() != n || self.weights.len() != n {
+            candle_core::bail!("weighted-nll: {n} rows, {} targets", self.targets.len());
+        }
+        let Some((a, e)) = layout.contiguous_offsets() else {
+            candle_core::bail!("weighted-nll: needs contiguous logits")
+        };
+        let row_loss = |i: usize, row: &[f64]| -> f64 {
+            let w = self.weights[i];
+            if w == 0.0 {
+                return 0.0;
+            }
+            let (m, l) = lse(row.iter().copied());
+            w * (m + l - row[self.targets[i] as usize])
+        };
+        Ok(match storage {
+            S::F32(x) => {
+                let out: Vec<f32> = x[a..e]
+                    .par_chunks(v)
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let r: Vec<f64> = r.iter().map(|&x| x as f64).collect();
+                        row_loss(i, &r) as f32
+                    })
+                    .collect();
+                (S::F32(out), candle_core::Shape::from(n))
+            }
+            S::F64(x) => {
+                let out: Vec<f64> = x[a..e]
+                    .par_chunks(v)
+                    .enumerate()
+                    .map(|(i, r)| row_loss(i, r))
+                    .collect();
+                (S::F64(out), candle_core::Shape::from(n))
+            }
+            _ => candle_core::bail!("weighted-nll: logits must be f32 or f64"),
+        })
+    }
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        use rayon::prelude::*;
+        let (n, v) = arg.dims2()?;
+        let g: Vec<f64> = grad_res.to_dtype(DType::F64)?.to_vec1()?;
+        if arg.dtype() == DType::F32 {
+            // f32 with the vectorized exponential; row statistics in f64.
+            let x: Vec<f32> = arg.flatten_all()?.to_vec1()?;
+            let mut out = vec![0f32; n * v];
+            out.par_chunks_mut(v)
+                .zip(x.par_chunks(v))
+                .enumerate()
+                .for_each(|(i, (o, r))| {
+                    let w = self.weights[i] * g[i];
+                    if w == 0.0 {
+                        return;
+                    }
+                    let (m, l) = lse(r.iter().map(|&x| x as f64));
+                    let shift = (m + l) as f32;
+                    for (o, &x) in o.iter_mut().zip(r) {
+                        *o = w as f32 * exp_f32(x - shift);
+                    }
+                    o[self.targets[i] as usize] -= w as f32;
+                });
+            return Ok(Some(Tensor::from_vec(out, (n, v), arg.device())?));
+        }
+        let x: Vec<f64> = arg.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        let mut out = vec![0f64; n * v];
+        out.par_chunks_mut(v)
+            .zip(x.par_chunks(v))
+            .enumerate()
+            .for_each(|(i, (o, r))| {
+                let w = self.weights[i] * g[i];
+                if w == 0.0 {
+                    return;
+                }
+                let (m, l) = lse(r.iter().copied());
+                for (o, &x) in o.iter_mut().zip(r) {
+                    *o = w * (x - m - l).exp();
+                }
+                o[self.targets[i] as usize] -= w;
+            });
+        Ok(Some(
+            Tensor::from_vec(out, (n, v), arg.device())?.to_dtype(arg.dtype())?,
+        ))
+    }
 }
 
 /// Draws `rows` window starts uniformly from a stream of `len` tokens.
