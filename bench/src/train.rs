@@ -37,7 +37,7 @@ fn main() -> Result<()> {
     let stream: Vec<u32> = (0..200_000)
         .map(|i| {
             let r = rng.next_u64();
-            if r % 4 == 0 {
+            if r.is_multiple_of(4) {
                 ((i * 7) % 2048) as u32
             } else {
                 ((r >> 8) % 2048).min((r >> 20) % 2048) as u32
