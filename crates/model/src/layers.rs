@@ -90,6 +90,13 @@ impl Norm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous()?;
         Ok(match self {
+            Norm::Rms { w, eps } if tracked(&[&x, w]) && x.dtype() == DType::F32 => {
+                let d = x.dim(candle_core::D::Minus1)?;
+                let rows = x.elem_count() / d.max(1);
+                x.reshape((rows, d))?
+                    .apply_op2(w, RmsNormGrad { eps: *eps as f32 })?
+                    .reshape(x.shape())?
+            }
             Norm::Rms { w, eps } if tracked(&[&x, w]) => {
                 candle_nn::ops::rms_norm_slow(&x, w, *eps as f32)?
             }
@@ -99,6 +106,84 @@ impl Norm {
             }
             Norm::Layer { w, b, eps } => candle_nn::ops::layer_norm(&x, w, b, *eps as f32)?,
         })
+    }
+}
+
+/// RMSNorm of `[N, D]` rows with its backward (f32): `y = x · r · w`, `r = 1/√(mean(x²) + ε)`,
+/// computed as candle's `rms_norm` computes it; `dx = r·(w⊙dy) − x·r³·mean(w⊙dy⊙x)`,
+/// `dw = Σ_rows dy ⊙ x · r`.
+struct RmsNormGrad {
+    eps: f32,
+}
+
+impl candle_core::CustomOp2 for RmsNormGrad {
+    fn name(&self) -> &'static str {
+        "rms-norm-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        xs: &candle_core::CpuStorage,
+        xl: &candle_core::Layout,
+        ws: &candle_core::CpuStorage,
+        wl: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use candle_core::CpuStorage::F32;
+        use rayon::prelude::*;
+        let (n, d) = xl.shape().dims2()?;
+        let (x, w) = match (xs, xl.contiguous_offsets(), ws, wl.contiguous_offsets()) {
+            (F32(x), Some((a, b)), F32(w), Some((c, e))) => (&x[a..b], &w[c..e]),
+            _ => candle_core::bail!("rms-norm-grad: needs contiguous f32 input"),
+        };
+        let mut out = vec![0f32; n * d];
+        out.par_chunks_mut(d.max(1))
+            .zip(x.par_chunks(d.max(1)))
+            .for_each(|(o, x)| {
+                let sum2: f32 = x.iter().map(|v| v * v).sum();
+                let m = (sum2 / d as f32 + self.eps).sqrt();
+                for ((o, &x), &w) in o.iter_mut().zip(x).zip(w) {
+                    *o = x / m * w;
+                }
+            });
+        Ok((F32(out), candle_core::Shape::from((n, d))))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        use rayon::prelude::*;
+        let (n, d) = x.dims2()?;
+        let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let wv: Vec<f32> = w.to_vec1()?;
+        let gv: Vec<f32> = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let mut dx = vec![0f32; n * d];
+        let dw_rows: Vec<Vec<f32>> = dx
+            .par_chunks_mut(d.max(1))
+            .zip(xv.par_chunks(d.max(1)))
+            .zip(gv.par_chunks(d.max(1)))
+            .map(|((o, x), g)| {
+                let sum2: f32 = x.iter().map(|v| v * v).sum();
+                let r = 1.0 / (sum2 / d as f32 + self.eps).sqrt();
+                let dot: f32 = x.iter().zip(g).zip(&wv).map(|((x, g), w)| x * g * w).sum();
+                let c = r * r * r * dot / d as f32;
+                for k in 0..d {
+                    o[k] = r * wv[k] * g[k] - x[k] * c;
+                }
+                x.iter().zip(g).map(|(x, g)| g * x * r).collect()
+            })
+            .collect();
+        let mut dw = vec![0f32; d];
+        for row in &dw_rows {
+            for (a, b) in dw.iter_mut().zip(row) {
+                *a += b;
+            }
+        }
+        Ok((
+            Some(Tensor::from_vec(dx, (n, d), x.device())?),
+            Some(Tensor::from_vec(dw, d, w.device())?),
+        ))
     }
 }
 
@@ -162,12 +247,13 @@ impl Mlp {
         match self {
             Mlp::Gated { gate_up, down, act } => {
                 let gu = gate_up.forward(x)?;
-                if *act == Act::Silu
-                    && gu.dtype() == DType::F32
-                    && gu.is_contiguous()
-                    && !gu.track_op()
-                {
-                    return down.forward(&gu.apply_op1_no_bwd(&SwiGlu)?);
+                if *act == Act::Silu && gu.dtype() == DType::F32 && gu.is_contiguous() {
+                    let h = if gu.track_op() {
+                        gu.apply_op1(SwiGlu)?
+                    } else {
+                        gu.apply_op1_no_bwd(&SwiGlu)?
+                    };
+                    return down.forward(&h);
                 }
                 let i = gu.dim(1)? / 2;
                 let g = act.forward(&gu.narrow(1, 0, i)?)?;
@@ -272,6 +358,34 @@ impl candle_core::CustomOp1 for SwiGlu {
             candle_core::Shape::from((n, i)),
         ))
     }
+
+    /// `d/dg = dO · u · σ(g)(1 + g(1 − σ(g)))`, `d/du = dO · silu(g)`.
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        use rayon::prelude::*;
+        let (n, two_i) = arg.dims2()?;
+        let i = two_i / 2;
+        let x: Vec<f32> = arg.flatten_all()?.to_vec1()?;
+        let d: Vec<f32> = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let mut out = vec![0f32; n * two_i];
+        out.par_chunks_mut(two_i.max(1))
+            .zip(x.par_chunks(two_i.max(1)))
+            .zip(d.par_chunks(i.max(1)))
+            .for_each(|((o, row), d)| {
+                let (g, u) = row.split_at(i);
+                let (og, ou) = o.split_at_mut(i);
+                for k in 0..i {
+                    let sig = 1.0 / (1.0 + exp_f32(-g[k]));
+                    og[k] = d[k] * u[k] * sig * (1.0 + g[k] * (1.0 - sig));
+                    ou[k] = d[k] * g[k] * sig;
+                }
+            });
+        Ok(Some(Tensor::from_vec(out, (n, two_i), arg.device())?))
+    }
 }
 
 /// `o = softmax(scale · x + m)`: the same sequence of operations as transformers' eager attention
@@ -326,7 +440,26 @@ fn gemm_f32(
     n: usize,
     k: usize,
 ) {
-    assert!(c.len() >= m * n && (m == 0 || k == 0 || a.len() > (m - 1) * a_rs + k - 1));
+    gemm_strided(c, a, a_rs, 1, b, b_rs, b_cs, m, n, k)
+}
+
+/// `C = A · B` with both operands given by their row and column strides (a transposed operand is
+/// a swap of its strides), `C: [m, n]` row-major, single-threaded.
+#[allow(clippy::too_many_arguments)]
+fn gemm_strided(
+    c: &mut [f32],
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+) {
+    assert!(c.len() >= m * n);
+    assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
     assert!(k == 0 || n == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
     // SAFETY: the asserts above keep every index the kernel touches inside the three slices.
     unsafe {
@@ -339,7 +472,7 @@ fn gemm_f32(
             n as isize,
             false,
             a.as_ptr(),
-            1,
+            a_cs as isize,
             a_rs as isize,
             b.as_ptr(),
             b_cs as isize,
@@ -432,6 +565,73 @@ impl candle_core::CustomOp3 for AttnCore {
                 gemm_f32(o, &probs, s, vg, dh, 1, rt, dh, s);
             });
         Ok((F32(out), ql.shape().clone()))
+    }
+
+    /// The gradient of `softmax(scale · q kᵀ + mask) v` per head group, recomputing the
+    /// probabilities: `dV = Pᵀ dO`, `dS = P ⊙ (dO Vᵀ − rowsum(dO Vᵀ ⊙ P))`, `dQ = scale · dS K`,
+    /// `dK = scale · dSᵀ Q`.
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        use rayon::prelude::*;
+        let (b, g, rt, dh) = q.dims4()?;
+        let s = k.dim(2)?;
+        let t = self.t;
+        let host = |x: &Tensor| -> candle_core::Result<Vec<f32>> {
+            x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+        };
+        let (qv, kv, vv, gv) = (host(q)?, host(k)?, host(v)?, host(grad)?);
+        let mut dq = vec![0f32; b * g * rt * dh];
+        let mut dk = vec![0f32; b * g * s * dh];
+        let mut dv = vec![0f32; b * g * s * dh];
+        let scale = self.scale;
+        dq.par_chunks_mut((rt * dh).max(1))
+            .zip(dk.par_chunks_mut((s * dh).max(1)))
+            .zip(dv.par_chunks_mut((s * dh).max(1)))
+            .enumerate()
+            .for_each(|(grp, ((dq, dk), dv))| {
+                let bi = grp / g;
+                let qg = &qv[grp * rt * dh..(grp + 1) * rt * dh];
+                let kg = &kv[grp * s * dh..(grp + 1) * s * dh];
+                let vg = &vv[grp * s * dh..(grp + 1) * s * dh];
+                let og = &gv[grp * rt * dh..(grp + 1) * rt * dh];
+                let mut scores = vec![0f32; rt * s];
+                gemm_f32(&mut scores, qg, dh, kg, 1, dh, rt, s, dh);
+                let mut p = vec![0f32; rt * s];
+                for (r, (pr, x)) in p.chunks_mut(s).zip(scores.chunks(s)).enumerate() {
+                    let ti = r % t;
+                    masked_softmax_row(
+                        pr,
+                        x,
+                        &self.mask[(bi * t + ti) * s..(bi * t + ti + 1) * s],
+                        scale,
+                    );
+                }
+                // dV = Pᵀ dO.
+                gemm_strided(dv, &p, 1, s, og, dh, 1, s, dh, rt);
+                // dP = dO Vᵀ, then dS (scaled) in place.
+                let mut ds = scores;
+                gemm_f32(&mut ds, og, dh, vg, 1, dh, rt, s, dh);
+                for (d, pr) in ds.chunks_mut(s).zip(p.chunks(s)) {
+                    let dot: f32 = d.iter().zip(pr).map(|(a, b)| a * b).sum();
+                    for (d, &pv) in d.iter_mut().zip(pr) {
+                        *d = scale * pv * (*d - dot);
+                    }
+                }
+                // dQ = dS K; dK = dSᵀ Q.
+                gemm_f32(dq, &ds, s, kg, dh, 1, rt, dh, s);
+                gemm_strided(dk, &ds, 1, s, qg, dh, 1, s, dh, rt);
+            });
+        let dev = q.device();
+        let back = |x: Vec<f32>, like: &Tensor| -> candle_core::Result<Tensor> {
+            Tensor::from_vec(x, like.shape(), dev)?.to_dtype(like.dtype())
+        };
+        Ok((Some(back(dq, q)?), Some(back(dk, k)?), Some(back(dv, v)?)))
     }
 }
 
@@ -712,13 +912,18 @@ impl Attention {
         let (kvh, s) = (self.n_kv_heads, k.dim(2)?);
         let q = q.contiguous()?.reshape((b, kvh, rep * t, self.head_dim))?;
         let (k, v) = (k.contiguous()?, v.contiguous()?);
-        let out = if q.dtype() == DType::F32 && !tracked(&[&q, &k, &v]) {
+        let out = if q.dtype() == DType::F32 {
             let core = AttnCore {
                 scale: self.scale as f32,
                 mask: ctx.mask_host.clone(),
                 t,
             };
-            q.apply_op3_no_bwd(&k, &v, &core)?
+            if tracked(&[&q, &k, &v]) {
+                // Under autograd: the same kernel, with its backward.
+                q.apply_op3(&k, &v, core)?
+            } else {
+                q.apply_op3_no_bwd(&k, &v, &core)?
+            }
         } else {
             // Scores and softmax in f32 (f64 for an f64 model).
             let sdt = if q.dtype() == DType::F64 {
