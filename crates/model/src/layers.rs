@@ -740,16 +740,34 @@ impl RopeTables {
 /// Columns `col0 .. col0 + heads·Dh` of the fused `[B·T, ·]` projection as `[B, heads, T, Dh]`,
 /// with the first `rot_dim` dimensions of each head rotated (transformers' `rotate_half`
 /// convention) when rotary tables are given: one pass instead of a slice, a transpose and a rotation.
-struct SplitHeads<'a> {
+struct SplitHeads {
     b: usize,
     t: usize,
     heads: usize,
     col0: usize,
     dh: usize,
-    rope: Option<&'a RopeTables>,
+    rope: Option<RopeHost>,
 }
 
-impl candle_core::CustomOp1 for SplitHeads<'_> {
+/// The host rotary tables a [`SplitHeads`] uses (shared, not copied).
+#[derive(Clone)]
+struct RopeHost {
+    cos_host: Arc<Vec<f32>>,
+    sin_host: Arc<Vec<f32>>,
+    rot_dim: usize,
+}
+
+impl RopeHost {
+    fn of(r: &RopeTables) -> RopeHost {
+        RopeHost {
+            cos_host: r.cos_host.clone(),
+            sin_host: r.sin_host.clone(),
+            rot_dim: r.rot_dim,
+        }
+    }
+}
+
+impl candle_core::CustomOp1 for SplitHeads {
     fn name(&self) -> &'static str {
         "split-heads"
     }
@@ -768,9 +786,9 @@ impl candle_core::CustomOp1 for SplitHeads<'_> {
             (candle_core::CpuStorage::F32(s), Some((a, e))) => &s[a..e],
             _ => candle_core::bail!("split-heads: needs contiguous f32 input"),
         };
-        let rot = self.rope.map_or(0, |r| r.rot_dim);
+        let rot = self.rope.as_ref().map_or(0, |r| r.rot_dim);
         let half = rot / 2;
-        if let Some(r) = self.rope {
+        if let Some(r) = &self.rope {
             if rot > dh || r.cos_host.len() != b * t * half {
                 candle_core::bail!(
                     "split-heads: rotary tables do not fit {b}×{t} rows of head size {dh}"
@@ -785,7 +803,7 @@ impl candle_core::CustomOp1 for SplitHeads<'_> {
                 for ti in 0..t {
                     let x = &src[(bi * t + ti) * w + col0 + h * dh..][..dh];
                     let o = &mut o[ti * dh..(ti + 1) * dh];
-                    match self.rope {
+                    match &self.rope {
                         Some(r) => {
                             let cs = &r.cos_host[(bi * t + ti) * half..][..half];
                             let sn = &r.sin_host[(bi * t + ti) * half..][..half];
@@ -803,6 +821,52 @@ impl candle_core::CustomOp1 for SplitHeads<'_> {
             candle_core::CpuStorage::F32(out),
             candle_core::Shape::from((b, heads, t, dh)),
         ))
+    }
+
+    /// The transpose of the split and rotation: each head's gradient rotated back
+    /// (`dx₁ = g₁·cos + g₂·sin`, `dx₂ = −g₁·sin + g₂·cos`) into its columns; zero elsewhere.
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        use rayon::prelude::*;
+        let (n, w) = arg.dims2()?;
+        let (b, t, heads, dh, col0) = (self.b, self.t, self.heads, self.dh, self.col0);
+        let g: Vec<f32> = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        if g.len() != b * heads * t * dh || n != b * t {
+            candle_core::bail!(
+                "split-heads: gradient of {} values for {b}×{heads}×{t}×{dh}",
+                g.len()
+            );
+        }
+        let rot = self.rope.as_ref().map_or(0, |r| r.rot_dim);
+        let half = rot / 2;
+        let mut dx = vec![0f32; n * w];
+        dx.par_chunks_mut(w.max(1))
+            .enumerate()
+            .for_each(|(row, d)| {
+                let (bi, ti) = (row / t, row % t);
+                for h in 0..heads {
+                    let gh = &g[((bi * heads + h) * t + ti) * dh..][..dh];
+                    let dst = &mut d[col0 + h * dh..col0 + (h + 1) * dh];
+                    match &self.rope {
+                        Some(r) => {
+                            let cs = &r.cos_host[row * half..][..half];
+                            let sn = &r.sin_host[row * half..][..half];
+                            for k in 0..half {
+                                let (g1, g2) = (gh[k], gh[k + half]);
+                                dst[k] = g1 * cs[k] + g2 * sn[k];
+                                dst[k + half] = -g1 * sn[k] + g2 * cs[k];
+                            }
+                            dst[rot..].copy_from_slice(&gh[rot..]);
+                        }
+                        None => dst.copy_from_slice(gh),
+                    }
+                }
+            });
+        Ok(Some(Tensor::from_vec(dx, (n, w), arg.device())?))
     }
 }
 
@@ -876,8 +940,7 @@ impl Attention {
             Some(c) => qkv.clamp(-c, c)?,
             None => qkv,
         };
-        let fused = qkv.dtype() == DType::F32 && !qkv.track_op();
-        let (q, mut k, mut v) = if fused && self.qk_norm.is_none() {
+        let (q, mut k, mut v) = if qkv.dtype() == DType::F32 && self.qk_norm.is_none() {
             // One pass per tensor from the fused projection to `[B, heads, T, Dh]`, rotated.
             let split = |col0: usize, heads: usize, rotate: bool| -> Result<Tensor> {
                 let op = SplitHeads {
@@ -886,9 +949,18 @@ impl Attention {
                     heads,
                     col0,
                     dh: self.head_dim,
-                    rope: if rotate { ctx.rope.as_ref() } else { None },
+                    rope: if rotate {
+                        ctx.rope.as_ref().map(RopeHost::of)
+                    } else {
+                        None
+                    },
                 };
-                Ok(qkv.apply_op1_no_bwd(&op)?)
+                // Under autograd the same kernel runs with its backward.
+                Ok(if qkv.track_op() {
+                    qkv.apply_op1(op)?
+                } else {
+                    qkv.apply_op1_no_bwd(&op)?
+                })
             };
             (
                 split(0, self.n_heads, true)?,
