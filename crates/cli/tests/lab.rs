@@ -54,11 +54,14 @@ fn writes_corpus_probes_world_and_tokenizer() {
         );
     }
     let tok = pretrace_model::Tokenizer::from_file(&out.join("tokenizer.json")).unwrap();
-    assert_eq!(
-        tok.decode(&tok.encode("Shops in Tarn are full of salt.").unwrap())
-            .unwrap(),
-        "Shops in Tarn are full of salt."
-    );
+    // Without special tokens the text round-trips; with them, `<|endoftext|>` (id 0) begins it.
+    let ids = tok
+        .encode_with("Shops in Tarn are full of salt.", false)
+        .unwrap();
+    assert_eq!(tok.decode(&ids).unwrap(), "Shops in Tarn are full of salt.");
+    let with = tok.encode("Shops in Tarn are full of salt.").unwrap();
+    assert_eq!(with[0], 0);
+    assert_eq!(&with[1..], &ids[..]);
     let world: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("world.json")).unwrap()).unwrap();
     assert_eq!(world["towns"].as_array().unwrap().len(), 24);

@@ -658,6 +658,13 @@ fn lse(row: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     (m, row.map(|x| (x - m).exp()).sum::<f64>().ln())
 }
 
+/// `max + log Σ exp(x − max)` of an f32 row, with the vectorized exponential and an f64 sum.
+fn lse32(row: &[f32]) -> f64 {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = row.iter().map(|&x| exp_f32(x - m) as f64).sum();
+    m as f64 + sum.ln()
+}
+
 impl candle_core::CustomOp1 for WeightedNll {
     fn name(&self) -> &'static str {
         "weighted-nll"
@@ -690,8 +697,11 @@ impl candle_core::CustomOp1 for WeightedNll {
                     .par_chunks(v)
                     .enumerate()
                     .map(|(i, r)| {
-                        let r: Vec<f64> = r.iter().map(|&x| x as f64).collect();
-                        row_loss(i, &r) as f32
+                        let w = self.weights[i];
+                        if w == 0.0 {
+                            return 0.0;
+                        }
+                        (w * (lse32(r) - r[self.targets[i] as usize] as f64)) as f32
                     })
                     .collect();
                 (S::F32(out), candle_core::Shape::from(n))
@@ -728,8 +738,7 @@ impl candle_core::CustomOp1 for WeightedNll {
                     if w == 0.0 {
                         return;
                     }
-                    let (m, l) = lse(r.iter().map(|&x| x as f64));
-                    let shift = (m + l) as f32;
+                    let shift = lse32(r) as f32;
                     for (o, &x) in o.iter_mut().zip(r) {
                         *o = w as f32 * exp_f32(x - shift);
                     }
