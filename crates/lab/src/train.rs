@@ -1,6 +1,6 @@
 //! Training a small LLaMA-architecture model from random initialization on pretrace's own runtime:
-//! the forward pass is the one decoder loop of `pretrace-model` (which takes differentiable tensor
-//! operations when its weights are candle `Var`s), the loss is next-token cross-entropy over the
+//! the forward pass is the one decoder loop of `pretrace-model` (whose fused kernels run with their
+//! backward passes when its weights are candle `Var`s), the loss is next-token cross-entropy over the
 //! positions a batch marks, and the optimizer is AdamW (decoupled weight decay on matrices only,
 //! as is usual) with linear warm-up, cosine decay and global gradient-norm clipping.
 //!

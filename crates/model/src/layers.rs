@@ -5,9 +5,10 @@ use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
 use std::sync::Arc;
 
-/// Whether any of `ts` is recorded for backpropagation (a training forward). The fused kernels
-/// below have no backward pass, so a tracked forward takes the plain tensor-operation path, which
-/// computes the same function.
+/// Whether any of `ts` is recorded for backpropagation (a training forward). Under autograd the
+/// fused f32 kernels (head split and rotation, attention core, SwiGLU, RMSNorm) run with their
+/// hand-written backward passes; other dtypes and the rest take plain tensor operations, which
+/// compute the same function.
 pub fn tracked(ts: &[&Tensor]) -> bool {
     ts.iter().any(|t| t.track_op())
 }
