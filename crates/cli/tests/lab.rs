@@ -64,7 +64,7 @@ fn writes_corpus_probes_world_and_tokenizer() {
     assert_eq!(&with[1..], &ids[..]);
     let world: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("world.json")).unwrap()).unwrap();
-    assert_eq!(world["towns"].as_array().unwrap().len(), 24);
+    assert_eq!(world["towns"].as_array().unwrap().len(), 16);
     let again = dir.join("again");
     corpus(&again);
     for f in [
