@@ -797,14 +797,7 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
                         lab_dir.join("train.json").display()
                     )
                 })?;
-            exp.training = rec
-                .log
-                .iter()
-                .map(|l| LossPoint {
-                    step: l.step,
-                    loss: l.loss,
-                })
-                .collect();
+            exp.training = losses(&rec.log);
             exp.heldout = rec
                 .checkpoints
                 .iter()
@@ -822,14 +815,7 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
                         lab_chat.join("sft.json").display()
                     )
                 })?;
-            exp.sft = rec
-                .log
-                .iter()
-                .map(|l| LossPoint {
-                    step: l.step,
-                    loss: l.loss,
-                })
-                .collect();
+            exp.sft = losses(&rec.log);
             exp.sft_heldout = Some((rec.heldout_loss_before, rec.heldout_loss_after));
         }
     }
@@ -862,6 +848,16 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
         eprintln!("\nreport: {}", report.join("report.html").display());
     }
     Ok(())
+}
+
+/// A training log as loss points.
+fn losses(log: &[pretrace_lab::train::StepLog]) -> Vec<LossPoint> {
+    log.iter()
+        .map(|l| LossPoint {
+            step: l.step,
+            loss: l.loss,
+        })
+        .collect()
 }
 
 /// `pretrace run`.

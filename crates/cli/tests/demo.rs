@@ -74,13 +74,18 @@ fn the_quick_demo_runs_end_to_end_and_a_rerun_reuses_it() {
     ] {
         assert!(html.contains(o), "{o}");
     }
-    let verdicts = ["appears", "appears in part", "does not appear"];
-    assert!(
-        html.matches("<b>").filter(|_| true).count() >= 3
-            && verdicts
-                .iter()
-                .any(|v| html.contains(&format!("<b>{v}</b>")))
-    );
+    // One verdict per observation in the summary table.
+    let verdicts = [
+        "appears",
+        "appears in part",
+        "does not appear",
+        "not measured",
+    ];
+    let stated: usize = verdicts
+        .iter()
+        .map(|v| html.matches(&format!("<b>{v}</b>")).count())
+        .sum();
+    assert_eq!(stated, 3, "verdicts in the summary table");
     for f in [
         "training_loss.png",
         "steering_lab_truth.png",
@@ -236,12 +241,13 @@ fn experiment_files_are_checked_and_print_their_commands() {
     let dir = run::scratch("demo", "files");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let paper = root.join("experiments/paper-amber.toml");
-    let (success, _) = run::pretrace(&["run", s(&paper), "--out", s(&dir.join("a")), "--dry-run"]);
-    assert!(success);
     let out = std::process::Command::new(run::bin())
         .args(["run", s(&paper), "--out", s(&dir.join("a")), "--dry-run"])
         .output()
         .unwrap();
+    assert!(out.status.success());
+    // A dry run writes nothing.
+    assert!(!dir.join("a/store").exists());
     let text = String::from_utf8_lossy(&out.stdout);
     for want in [
         "pretrace extract --checkpoints models/Amber --data data/tracingllm/truthfulqa_train.csv",

@@ -703,8 +703,29 @@ fn experiment_sections(
                 color: palette(i),
             }
         };
-        let mut panels = vec![LinePanel {
-            title: format!(
+        // One panel per task under this steering: the trust task, then each capability task.
+        let panel = |task: &str, title: String, x_label: &str| -> LinePanel {
+            let b = exp
+                .results
+                .iter()
+                .find(|r| r.source.is_none() && r.task == task);
+            LinePanel {
+                title,
+                x_label: x_label.into(),
+                y_label: b.map_or("metric".into(), |b| b.metric.clone()),
+                series: roles
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| line(r, task, i))
+                    .collect(),
+                x_log: false,
+                reference: b.map(|b| b.value),
+                x_integer: false,
+            }
+        };
+        let mut panels = vec![panel(
+            t,
+            format!(
                 "{t}: {} ({} is better)",
                 base.map_or("", |b| b.metric.as_str()),
                 if base.is_none_or(|b| b.higher_is_better) {
@@ -713,17 +734,8 @@ fn experiment_sections(
                     "lower"
                 }
             ),
-            x_label: "α (signed toward trustworthy)".into(),
-            y_label: base.map_or("metric".into(), |b| b.metric.clone()),
-            series: roles
-                .iter()
-                .enumerate()
-                .map(|(i, r)| line(r, t, i))
-                .collect(),
-            x_log: false,
-            reference: base.map(|b| b.value),
-            x_integer: false,
-        }];
+            "α (signed toward trustworthy)",
+        )];
         let caps: BTreeSet<&str> = exp
             .results
             .iter()
@@ -731,23 +743,11 @@ fn experiment_sections(
             .map(|r| r.task.as_str())
             .collect();
         for c in caps {
-            let cb = exp
-                .results
-                .iter()
-                .find(|r| r.source.is_none() && r.task == c);
-            panels.push(LinePanel {
-                title: format!("capability: {c} under the same steering"),
-                x_label: "α".into(),
-                y_label: cb.map_or("metric".into(), |b| b.metric.clone()),
-                series: roles
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| line(r, c, i))
-                    .collect(),
-                x_log: false,
-                reference: cb.map(|b| b.value),
-                x_integer: false,
-            });
+            panels.push(panel(
+                c,
+                format!("capability: {c} under the same steering"),
+                "α",
+            ));
         }
         figs.add(
             &format!("{EXPERIMENT}steering"),
