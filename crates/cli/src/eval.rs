@@ -414,6 +414,8 @@ pub fn evaluate(
 pub fn run_eval(a: EvalArgs) -> Result<()> {
     let spec = a.spec()?;
     let task = spec.task;
+    a.steer.check()?;
+    pretrace_core::OutDir::prepare(&a.out)?;
     let ckpt = crate::load(&a.model)?;
     let m = &ckpt.model;
     let tok = ckpt.tokenizer.as_ref().with_context(|| {
@@ -429,8 +431,6 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     if let Some(s) = &steering {
         s.report();
     }
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("{}: cannot create", a.out.display()))?;
     let results = serde_json::json!({
         "task": task.name(),
         "metrics": evaluated.metrics,

@@ -6,10 +6,10 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use pretrace_lab::tasks::{trust_sign, LabTask};
+use pretrace::experiment::{Datasets, ExperimentFile, TaskSpec};
+use pretrace_lab::tasks::LabTask;
 use pretrace_report::experiment::{EvalRow, Experiment, LossPoint};
 use pretrace_store::Store;
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 /// The demo's experiment file.
@@ -40,151 +40,6 @@ pub struct DemoArgs {
     /// Print the commands without running them.
     #[arg(long)]
     pub dry_run: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    title: Option<String>,
-    /// Pre-train and instruction-tune the lab's model; `models.suite = "lab"` and
-    /// `models.chat = "lab"` then name its checkpoints.
-    lab: Option<Lab>,
-    models: Models,
-    /// `"lab"` (the lab's five probe datasets) or a list of data files.
-    datasets: Datasets,
-    #[serde(default)]
-    extract: Extract,
-    #[serde(default)]
-    probe: Probe,
-    #[serde(default)]
-    infoplane: Infoplane,
-    steer: Option<Steer>,
-    #[serde(default)]
-    trust: Vec<TaskSpec>,
-    #[serde(default)]
-    capability: Vec<TaskSpec>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Lab {
-    seed: Option<u64>,
-    docs: Option<usize>,
-    probe_rows: Option<usize>,
-    vocab: Option<usize>,
-    steps: Option<usize>,
-    batch: Option<usize>,
-    seq: Option<usize>,
-    lr: Option<f64>,
-    warmup: Option<usize>,
-    d_model: Option<usize>,
-    layers: Option<usize>,
-    heads: Option<usize>,
-    d_mlp: Option<usize>,
-    sft_steps: Option<usize>,
-    sft_examples: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Models {
-    /// A folder of pre-training checkpoints, or "lab".
-    suite: String,
-    /// The fine-tuned model that is evaluated and steered, or "lab".
-    chat: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Datasets {
-    Keyword(String),
-    Files(Vec<String>),
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Extract {
-    layers: Option<String>,
-    token: Option<String>,
-    template: Option<String>,
-    batch_size: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Probe {
-    /// paper or cv.
-    protocol: Option<String>,
-    folds: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Infoplane {
-    estimators: Option<Vec<String>>,
-    max_rows: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Steer {
-    /// "mid" (the suite checkpoint nearest half its last step), "chat" (the chat model itself),
-    /// or checkpoint names of the suite.
-    sources: Vec<String>,
-    /// "middle" (n_layers / 2) or a block index.
-    layer: Option<toml::Value>,
-    method: Option<String>,
-    /// α magnitudes; each trust task's sign turns them toward trustworthy behaviour.
-    alphas: Vec<f64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TaskSpec {
-    task: String,
-    /// The data file (`pretrace eval` tasks).
-    data: Option<String>,
-    /// The store dataset its vectors are built from (lab tasks: implied).
-    dataset: Option<String>,
-    /// +1 when adding the dataset's vector (label 1 positive) should improve the task, −1 when
-    /// subtracting it should (lab tasks: implied).
-    sign: Option<f64>,
-    /// The metric to read, and whether higher is better (`pretrace eval` tasks; defaults: the
-    /// task's headline metric).
-    metric: Option<String>,
-    higher_is_better: Option<bool>,
-    classifier: Option<String>,
-    limit: Option<usize>,
-    shots: Option<usize>,
-    /// Rows the vector is built from: "half" (the first half, the default) or "all".
-    rows: Option<String>,
-}
-
-impl TaskSpec {
-    fn lab(&self) -> Option<LabTask> {
-        LabTask::parse(&self.task).ok()
-    }
-    fn dataset(&self) -> Result<String> {
-        match (&self.dataset, self.lab().and_then(|t| t.concept())) {
-            (Some(d), _) => Ok(d.clone()),
-            (None, Some(c)) => Ok(c.to_string()),
-            (None, None) => bail!(
-                "trust task '{}': give `dataset`, the store dataset its steering vectors are built from",
-                self.task
-            ),
-        }
-    }
-    fn sign(&self) -> Result<f64> {
-        match (self.sign, self.lab()) {
-            (Some(s), _) if s == 1.0 || s == -1.0 => Ok(s),
-            (Some(s), _) => bail!("trust task '{}': sign must be 1 or -1, not {s}", self.task),
-            (None, Some(_)) => Ok(trust_sign(&self.dataset()?)),
-            (None, None) => bail!(
-                "trust task '{}': give `sign` (1: adding the label-1 direction improves it; -1: subtracting it does)",
-                self.task
-            ),
-        }
-    }
 }
 
 /// Runs a pretrace command line (without the program name).
@@ -346,18 +201,7 @@ fn read_results(
 
 /// Runs the experiment in `text` (from `file`) into `out`.
 pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec) -> Result<()> {
-    let f: File = toml::from_str(text).map_err(|e| {
-        let at = e.span().map_or(String::new(), |sp| {
-            let before = &text[..sp.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!(" at line {line}, column {col}")
-        });
-        anyhow::anyhow!(
-            "{file}: not a valid experiment file{at}: {}; see experiments/lab.toml for the format",
-            e.message().trim()
-        )
-    })?;
+    let f = ExperimentFile::parse(text, file)?;
     let title = f
         .title
         .clone()
@@ -712,7 +556,7 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
         }
         for (role, name, step, src_store) in &sources {
             for t in &f.trust {
-                let ds = t.dataset()?;
+                let ds = t.dataset().map_err(anyhow::Error::msg)?;
                 let vec = out.join("steer").join(format!("{name}-{ds}.safetensors"));
                 let mut a = vec![
                     s("steer"),
@@ -735,7 +579,7 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
                     a.extend([s("--rows"), rows.clone()]);
                 }
                 r.step(a, Some(&vec))?;
-                let sign = t.sign()?;
+                let sign = t.sign().map_err(anyhow::Error::msg)?;
                 for &mag in &st.alphas {
                     let alpha = sign * mag;
                     let tasks: Vec<&TaskSpec> = std::iter::once(t).chain(&f.capability).collect();

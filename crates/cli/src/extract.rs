@@ -71,6 +71,14 @@ pub struct ExtractArgs {
     /// Label column (default: label when present); `none` reads no labels.
     #[arg(long)]
     label_column: Option<String>,
+    /// Cut rows longer than the model's positions to their first tokens (transformers'
+    /// `truncation=True`) instead of stopping with an error naming the row.
+    #[arg(long)]
+    truncate: bool,
+    /// On resume, also recompute each finished entry's sha256 and redo any that differs from its
+    /// manifest (sizes and headers are always checked).
+    #[arg(long)]
+    verify: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -156,6 +164,12 @@ impl Progress for Report {
             rows as f64 / secs.max(1e-9)
         ));
     }
+    fn redo(&mut self, ck: &CheckpointRef, dataset: &str, why: &str) {
+        self.line(&format!(
+            "redo {}/{dataset}: the stored entry is broken: {why}",
+            ck.name
+        ));
+    }
     fn note(&mut self, msg: &str) {
         if self.bar.is_none() {
             eprintln!("{msg}");
@@ -184,6 +198,8 @@ pub fn run_extract(a: ExtractArgs) -> Result<()> {
         max_memory: a.max_memory.as_deref().map(parse_size).transpose()?,
         force_blockwise: a.blockwise,
         tool: format!("pretrace {}", env!("CARGO_PKG_VERSION")),
+        verify_checksums: a.verify,
+        truncate: a.truncate,
     };
     let read = ReadOptions {
         text_column: a.text_column.clone(),

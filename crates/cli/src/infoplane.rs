@@ -69,6 +69,7 @@ pub fn run_infoplane(a: InfoplaneArgs) -> Result<()> {
     if a.k == 0 || a.pca_dims == 0 || a.max_rows < 2 {
         bail!("--k and --pca-dims must be at least 1 and --max-rows at least 2");
     }
+    pretrace_core::OutDir::prepare(&a.out)?;
     let memory_budget = match &a.max_memory {
         Some(s) => parse_size(s)?,
         None => total_memory_bytes().unwrap_or(8 << 30) / 2,

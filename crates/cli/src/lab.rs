@@ -235,6 +235,11 @@ fn lab_eval(a: &LabEvalArgs) -> Result<()> {
         toxicity: &toxicity,
         seed: a.seed,
     };
+    a.steer.check()?;
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        pretrace_core::OutDir::prepare(dir)?;
+    }
+    pretrace_core::check_target(&a.out)?;
     let ckpt = Model::load(&a.model, &LoadOptions::default())?;
     let tok = ckpt.tokenizer.as_ref().with_context(|| {
         format!(
@@ -270,10 +275,6 @@ fn lab_eval(a: &LabEvalArgs) -> Result<()> {
         "seconds": started.elapsed().as_secs_f64(),
         "tool": format!("pretrace {}", env!("CARGO_PKG_VERSION")),
     });
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
-    }
     pretrace_store::write_atomic(&a.out, serde_json::to_string_pretty(&json)?.as_bytes())?;
     Ok(())
 }
@@ -354,11 +355,16 @@ pub fn pretrain(out: &Path, plan: &Plan) -> Result<Record> {
 }
 
 fn corpus(a: CorpusArgs) -> Result<()> {
-    if a.probe_rows < 10 || a.docs == 0 {
-        anyhow::bail!("--docs must be at least 1 and --probe-rows at least 10");
-    }
+    pretrace_lab::pretrain::check_sizes(a.docs, a.probe_rows, a.vocab)
+        .context("--docs, --probe-rows and --vocab")?;
+    pretrace_core::OutDir::prepare(&a.out)?;
     let world = World::generate(a.seed, &Plan::default().world);
+    eprintln!("lab corpus: generating {} documents", a.docs);
     let docs = training_text(&world, a.seed, a.docs);
+    eprintln!(
+        "lab corpus: generating 5 probe datasets of {} rows",
+        a.probe_rows
+    );
     let probes = probe_sets(&world, a.seed, a.probe_rows);
     for (concept, rows) in &probes {
         if rows.len() < a.probe_rows {
@@ -369,6 +375,10 @@ fn corpus(a: CorpusArgs) -> Result<()> {
         }
     }
     write(&a.out, &world, &docs, &probes)?;
+    eprintln!(
+        "lab corpus: training a tokenizer of at most {} tokens",
+        a.vocab
+    );
     let json = pretrace_lab::tokenizer::train(&docs, a.vocab)?;
     pretrace_store::write_atomic(&a.out.join("tokenizer.json"), json.as_bytes())?;
     let words: usize = docs.iter().map(|d| d.split(' ').count()).sum();

@@ -26,8 +26,8 @@ mod sweep_steer;
     about = "Trace trustworthiness representations across pre-training checkpoints, and steer with them."
 )]
 struct Cli {
-    /// Worker threads for the matrix kernels (default: all cores).
-    #[arg(long, global = true)]
+    /// Worker threads for the matrix kernels (default: all cores; at most 8 per core).
+    #[arg(long, global = true, value_parser = threads_arg)]
     threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
@@ -131,6 +131,46 @@ struct GenerateArgs {
     steer: steer::SteerFlags,
 }
 
+/// `--threads`: 1 to 8 per core; more only contend for the cores.
+fn threads_arg(s: &str) -> std::result::Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of threads"))?;
+    let max = pretrace_core::max_threads();
+    if n == 0 || n > max {
+        return Err(format!(
+            "{n} threads: give 1 to {max} (8 per core on this machine's {} cores)",
+            max / 8
+        ));
+    }
+    Ok(n)
+}
+
+/// Parses a finite number (negative ones and `-inf` are taken as values, then refused when not
+/// finite, so `--alpha -inf` is an error about the value rather than an unknown flag).
+pub fn finite_f64(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if !v.is_finite() {
+        return Err(format!(
+            "'{s}' is not a finite number; give e.g. -2, 0.5 or 4"
+        ));
+    }
+    Ok(v)
+}
+
+/// [`finite_f64`] for an f32 setting: also refuses values beyond f32's range.
+pub fn finite_f32(s: &str) -> std::result::Result<f32, String> {
+    let v = finite_f64(s)?;
+    if v.abs() > f32::MAX as f64 {
+        return Err(format!("'{s}' is beyond the range of f32"));
+    }
+    Ok(v as f32)
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
@@ -193,6 +233,8 @@ fn tokenize(ckpt: &Checkpoint, text: &str) -> Result<Vec<u32>> {
 }
 
 fn forward(a: ForwardArgs) -> Result<()> {
+    a.steer.check()?;
+    pretrace_core::check_target(&a.out)?;
     let ckpt = load(&a.model)?;
     let ids = match (&a.text, &a.ids) {
         (Some(t), _) => tokenize(&ckpt, t)?,
@@ -246,36 +288,20 @@ fn forward(a: ForwardArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes to a temporary name in the same directory, then renames: a reader never sees a partial file.
+/// Writes a safetensors file atomically (see [`pretrace_core::write_atomic`]).
 fn write_safetensors_atomic(
     path: &Path,
     tensors: &[(String, Tensor)],
     meta: HashMap<String, String>,
 ) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        bail!(
-            "{}: the output directory does not exist; create it first",
-            dir.display()
-        );
-    }
-    let name = path
-        .file_name()
-        .context("the output path has no file name")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let bytes = safetensors::serialize(refs, Some(meta))?;
-    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    pretrace_core::write_atomic(path, &bytes)?;
     Ok(())
 }
 
 fn generate(a: GenerateArgs) -> Result<()> {
+    a.steer.check()?;
     let ckpt = load(&a.model)?;
     let ids = tokenize(&ckpt, &a.text)?;
     let m = &ckpt.model;
@@ -285,9 +311,20 @@ fn generate(a: GenerateArgs) -> Result<()> {
         hooks.push(&mut s.hook);
     }
     let started = std::time::Instant::now();
+    let mut max_new = a.max_new_tokens;
+    if let Some(room) = m.generation_room(ids.len()) {
+        if max_new > room {
+            eprintln!(
+                "note: the model has {} positions and the prompt takes {}: generating at most {room} tokens",
+                m.config.max_positions.unwrap_or(0),
+                ids.len()
+            );
+            max_new = room;
+        }
+    }
     let out = m.generate_with(
         &[ids],
-        a.max_new_tokens,
+        max_new,
         &m.config.eos_token_ids,
         !a.no_cache,
         &mut hooks,

@@ -48,6 +48,7 @@ enum Protocol {
 
 pub fn run_probe(a: ProbeArgs) -> Result<()> {
     let store = Store::open(&a.store)?;
+    pretrace_core::OutDir::prepare(&a.out)?;
     let layers = match LayerSpec::parse(&a.layers)? {
         LayerSpec::All => Vec::new(),
         LayerSpec::List(v) => v,

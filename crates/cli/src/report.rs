@@ -39,6 +39,7 @@ pub struct ReportArgs {
 
 pub fn run_report(a: ReportArgs) -> Result<()> {
     let store = Store::open(&a.store)?;
+    pretrace_core::OutDir::prepare(&a.out)?;
     let probes_dir = a.probes.clone().unwrap_or_else(|| a.out.clone());
     let info_dir = a.infoplane.clone().unwrap_or_else(|| a.out.clone());
     let probes_json = probes_dir.join("probes.json");

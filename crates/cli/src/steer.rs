@@ -42,7 +42,7 @@ struct ExportArgs {
     #[arg(long, value_delimiter = ',')]
     layers: Option<Vec<usize>>,
     /// Multiplies the vectors (llama.cpp's `--control-vector-scaled FILE STRENGTH` scales again).
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true, value_parser = crate::finite_f32)]
     alpha: f32,
     /// llama.cpp architecture name for `controlvector.model_hint` (default: from the file's
     /// provenance).
@@ -275,7 +275,8 @@ pub struct SteerFlags {
         long,
         default_value_t = 1.0,
         requires = "steer",
-        allow_negative_numbers = true
+        allow_hyphen_values = true,
+        value_parser = crate::finite_f64
     )]
     pub alpha: f64,
     /// Which positions get the vector in each forward call: the last (the last prompt token, then
@@ -306,28 +307,41 @@ pub struct Steering {
 }
 
 impl SteerFlags {
-    /// The steering hook for `model`, after reading and checking the vector file (its warnings go to
-    /// stderr). `None` without `--steer`.
-    pub fn resolve(&self, model: &Model) -> Result<Option<Steering>> {
+    /// Reads the vector file and settles the layer, before any model is loaded, so that a missing
+    /// `--steer-layer` or an unreadable file is reported at once. `None` without `--steer`.
+    pub fn check(&self) -> Result<Option<(VectorFile, usize)>> {
         let Some(path) = &self.steer else {
             return Ok(None);
         };
         let file = VectorFile::read(path)?;
-        for w in &file.warnings {
-            eprintln!("warning: {w}");
-        }
         let layer = match (self.steer_layer, file.default_layer()) {
             (Some(l), _) | (None, Some(l)) => l,
             (None, None) => bail!(
-                "{}: the file holds {} vectors; choose the layer with --steer-layer L",
+                "{}: {}; choose the layer with --steer-layer L",
                 path.display(),
                 if file.unnamed.is_some() {
-                    "a vector without a layer".to_string()
+                    "the file holds one vector and does not say which layer it is for".to_string()
                 } else {
-                    format!("layers {:?}", file.layers.keys().collect::<Vec<_>>())
+                    format!(
+                        "the file holds vectors for layers {:?}",
+                        file.layers.keys().collect::<Vec<_>>()
+                    )
                 }
             ),
         };
+        Ok(Some((file, layer)))
+    }
+
+    /// The steering hook for `model`, after reading and checking the vector file (its warnings go to
+    /// stderr). `None` without `--steer`.
+    pub fn resolve(&self, model: &Model) -> Result<Option<Steering>> {
+        let Some((file, layer)) = self.check()? else {
+            return Ok(None);
+        };
+        let path = &file.path;
+        for w in &file.warnings {
+            eprintln!("warning: {w}");
+        }
         let c = &model.config;
         let v = file.vector_for(layer, &c.arch, c.d_model, c.n_layers)?;
         let positions = match self.steer_positions {

@@ -32,7 +32,8 @@ pub struct SweepArgs {
         long,
         value_delimiter = ',',
         required = true,
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        value_parser = crate::finite_f64
     )]
     alphas: Vec<f64>,
     /// How the vectors are built (as `steer build --method`).
@@ -67,7 +68,7 @@ pub struct SweepArgs {
     #[arg(long, value_enum, default_value_t = PositionsArg::Last)]
     steer_positions: PositionsArg,
     /// The α at which Figure 5's steering gain is read (default: the last of --alphas).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::finite_f64)]
     gain_alpha: Option<f64>,
     /// Output folder: sweep.csv, sweep.json, figures/ (the table is rewritten atomically after
     /// every cell, and a rerun skips the cells already there).

@@ -241,9 +241,14 @@ pub fn infoplane_store(
             progress(k + 1, total, &format!("skip {c}/{d}: unlabeled"));
             return Ok(());
         }
-        let input = match s.input_layer {
-            Some(l) => l,
-            None => *e.layers.keys().next().unwrap(),
+        let input = match (s.input_layer, e.layers.keys().next()) {
+            (Some(l), _) => l,
+            (None, Some(&l)) => l,
+            (None, None) => {
+                return Err(err(format!(
+                    "{c}/{d}: the entry holds no layers; re-extract it"
+                )))
+            }
         };
         let Some(xm) = e.layers.get(&input) else {
             return Err(err(format!(
@@ -268,6 +273,12 @@ pub fn infoplane_store(
                 &format!("skip {c}/{d}: fewer than 2 training rows"),
             );
             return Ok(());
+        }
+        if s.estimators.contains(&Estimator::Ksg) && m <= s.k {
+            return Err(err(format!(
+                "{c}/{d}: KSG with k = {} neighbours needs more than k training rows, and this cell has {m}; choose a smaller k",
+                s.k
+            )));
         }
         let ctx = Context::new(standardized_head(&xm.data, xm.cols, m), &e.labels, s);
         let layers: Vec<usize> = e

@@ -156,6 +156,33 @@ pub fn checkpoint_dirs(out: &Path, rec: &Record) -> Vec<(usize, PathBuf)> {
         .collect()
 }
 
+/// Most training documents the lab generates (about a gigabyte of text).
+pub const MAX_DOCS: usize = 10_000_000;
+/// Most rows per probe dataset: more than the lab's world has distinct statements.
+pub const MAX_PROBE_ROWS: usize = 100_000;
+/// Largest tokenizer vocabulary the lab trains.
+pub const MAX_VOCAB: usize = 65_536;
+
+/// Refuses corpus sizes the lab cannot serve, before any work: the bounds above, and a vocabulary
+/// of at least the 256 bytes plus the end-of-text token.
+pub fn check_sizes(docs: usize, probe_rows: usize, vocab: usize) -> Result<()> {
+    let fail = |what: &str, v: usize, lo: usize, hi: usize| {
+        Err(LabError::Invalid(format!(
+            "{what} is {v}; the lab takes {lo} to {hi}"
+        )))
+    };
+    if !(1..=MAX_DOCS).contains(&docs) {
+        return fail("the number of documents", docs, 1, MAX_DOCS);
+    }
+    if !(10..=MAX_PROBE_ROWS).contains(&probe_rows) {
+        return fail("the number of probe rows", probe_rows, 10, MAX_PROBE_ROWS);
+    }
+    if !(257..=MAX_VOCAB).contains(&vocab) {
+        return fail("the vocabulary size", vocab, 257, MAX_VOCAB);
+    }
+    Ok(())
+}
+
 /// Runs (or reuses) the pre-training in `out`.
 pub fn pretrain(out: &Path, plan: &Plan, on: &mut dyn FnMut(Event)) -> Result<Record> {
     if let Some(rec) = completed(out, plan) {
@@ -167,6 +194,7 @@ pub fn pretrain(out: &Path, plan: &Plan, on: &mut dyn FnMut(Event)) -> Result<Re
             plan.docs, plan.probe_rows, plan.batch, plan.seq
         )));
     }
+    check_sizes(plan.docs, plan.probe_rows, plan.vocab)?;
     let started = std::time::Instant::now();
     let world = World::generate(plan.seed, &plan.world);
     let docs = training_text(&world, plan.seed, plan.docs);

@@ -45,9 +45,34 @@ pub enum ModelError {
     /// A request that cannot be served (bad site name, empty input, out-of-range layer...).
     #[error("{0}")]
     Invalid(String),
+    /// A value in the residual stream or the logits is NaN or infinite.
+    #[error("{site} is {value} at batch row {row}, position {position}: the weights, config or an intervention (steering α) produce values that overflow")]
+    NonFinite {
+        /// The hook site (or `logits`) where it first appeared.
+        site: String,
+        row: usize,
+        position: usize,
+        value: f32,
+    },
+    /// A sequence is longer than the model's positions.
+    #[error("a sequence of {tokens} tokens is longer than the model's {limit} positions (max_position_embeddings); shorten it")]
+    TooLong { tokens: usize, limit: usize },
     /// A tensor operation failed.
-    #[error("tensor operation failed: {0}")]
+    #[error("tensor operation failed: {}", one_line(.0))]
     Candle(#[from] candle_core::Error),
+}
+
+/// A candle error as one line: without the backtrace candle attaches under `RUST_BACKTRACE`, and
+/// with its context layers joined.
+pub fn one_line(e: &candle_core::Error) -> String {
+    use candle_core::Error as E;
+    let s = match e {
+        E::WithBacktrace { inner, .. } => return one_line(inner),
+        E::Context { inner, context } => format!("{context}: {}", one_line(inner)),
+        E::WithPath { inner, path } => format!("{}: {}", path.display(), one_line(inner)),
+        other => other.to_string(),
+    };
+    pretrace_core::shown(&s.replace('\n', "; "), 300)
 }
 
 /// Result alias of the model crate.

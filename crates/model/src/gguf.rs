@@ -61,14 +61,246 @@ fn value_f64(v: &Value) -> Option<f64> {
     }
 }
 
+/// Largest element count accepted for one GGUF tensor (2⁴⁰, far beyond any model's).
+const MAX_TENSOR_ELEMS: u64 = 1 << 40;
+/// Most metadata entries, tensors, array elements or string bytes a header may declare before
+/// the file's own size is consulted.
+const MAX_ITEMS: u64 = 1 << 32;
+
+/// Walks a GGUF header and checks every number in it against the file's size before anything is
+/// allocated from it: string and array lengths fit in the bytes left, tensor dimensions multiply
+/// without overflow to at most 2⁴⁰ elements, each tensor's data lies inside the file, and the
+/// alignment is a power of two. Returns the number of tensors.
+pub fn check_header(path: &Path) -> Result<u64> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| ModelError::weights(path, format!("cannot open: {e}")))?;
+    let size = file
+        .metadata()
+        .map_err(|e| ModelError::weights(path, format!("cannot inspect: {e}")))?
+        .len();
+    struct Cur<R> {
+        r: R,
+        pos: u64,
+        size: u64,
+    }
+    let bad = |m: String| {
+        ModelError::weights(
+            path,
+            format!("not a readable GGUF file ({m}); the file is truncated or corrupt"),
+        )
+    };
+    impl<R: Read> Cur<R> {
+        fn take(&mut self, n: u64) -> std::result::Result<Vec<u8>, String> {
+            if n > self.size.saturating_sub(self.pos) {
+                return Err(format!(
+                    "needs {n} bytes at offset {}, the file has {}",
+                    self.pos, self.size
+                ));
+            }
+            let mut v = vec![0u8; n as usize];
+            self.r.read_exact(&mut v).map_err(|e| e.to_string())?;
+            self.pos += n;
+            Ok(v)
+        }
+        fn skip(&mut self, n: u64) -> std::result::Result<(), String> {
+            if n > self.size.saturating_sub(self.pos) {
+                return Err(format!(
+                    "needs {n} bytes at offset {}, the file has {}",
+                    self.pos, self.size
+                ));
+            }
+            std::io::copy(&mut (&mut self.r).take(n), &mut std::io::sink())
+                .map_err(|e| e.to_string())?;
+            self.pos += n;
+            Ok(())
+        }
+        fn u32(&mut self) -> std::result::Result<u32, String> {
+            let b = self.take(4)?;
+            Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        }
+        fn u64(&mut self) -> std::result::Result<u64, String> {
+            let b = self.take(8)?;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b);
+            Ok(u64::from_le_bytes(a))
+        }
+    }
+    let mut c = Cur {
+        r: std::io::BufReader::new(file),
+        pos: 0,
+        size,
+    };
+    let run = |c: &mut Cur<std::io::BufReader<std::fs::File>>| -> std::result::Result<u64, String> {
+        let magic = c.take(4)?;
+        if magic != b"GGUF" {
+            return Err("it does not start with the GGUF magic".into());
+        }
+        let version = c.u32()?;
+        if !(1..=3).contains(&version) {
+            return Err(format!("GGUF version {version} is not 1, 2 or 3"));
+        }
+        let len = |c: &mut Cur<_>| -> std::result::Result<u64, String> {
+            if version == 1 {
+                c.u32().map(u64::from)
+            } else {
+                c.u64()
+            }
+        };
+        let n_tensors = len(c)?;
+        let n_kv = len(c)?;
+        if n_tensors > MAX_ITEMS || n_kv > MAX_ITEMS {
+            return Err(format!(
+                "the header declares {n_tensors} tensors and {n_kv} metadata entries"
+            ));
+        }
+        let mut alignment = 32u64;
+        fn value<R: Read>(
+            c: &mut Cur<R>,
+            ty: u32,
+            depth: usize,
+            len: &dyn Fn(&mut Cur<R>) -> std::result::Result<u64, String>,
+        ) -> std::result::Result<Option<u64>, String> {
+            let fixed = match ty {
+                0 | 1 | 7 => 1,
+                2 | 3 => 2,
+                4..=6 => 4,
+                10..=12 => 8,
+                8 => {
+                    let n = len(c)?;
+                    c.skip(n)?;
+                    return Ok(None);
+                }
+                9 => {
+                    if depth > 2 {
+                        return Err("arrays are nested more than 3 deep".into());
+                    }
+                    let inner = c.u32()?;
+                    let n = len(c)?;
+                    if n > MAX_ITEMS || n > c.size.saturating_sub(c.pos) {
+                        return Err(format!(
+                            "an array declares {n} elements, more than the file holds"
+                        ));
+                    }
+                    for _ in 0..n {
+                        value(c, inner, depth + 1, len)?;
+                    }
+                    return Ok(None);
+                }
+                other => return Err(format!("metadata value type {other} is unknown")),
+            };
+            let b = c.take(fixed)?;
+            let mut a = [0u8; 8];
+            a[..b.len()].copy_from_slice(&b);
+            Ok(Some(u64::from_le_bytes(a)))
+        }
+        for _ in 0..n_kv {
+            let klen = len(c)?;
+            if klen > 65_535 {
+                return Err(format!("a metadata key is {klen} bytes long"));
+            }
+            let key = c.take(klen)?;
+            let ty = c.u32()?;
+            let v = value(c, ty, 0, &len)?;
+            if key == b"general.alignment" {
+                // Integer types only; llama.cpp requires a power of two.
+                if let (true, Some(a)) = (matches!(ty, 0..=5 | 10 | 11), v) {
+                    if a == 0 || !a.is_power_of_two() || a > 1 << 20 {
+                        return Err(format!("general.alignment is {a}, not a power of two"));
+                    }
+                    alignment = a;
+                }
+            }
+        }
+        let mut extents = Vec::new();
+        for _ in 0..n_tensors {
+            let nlen = len(c)?;
+            if nlen > 65_535 {
+                return Err(format!("a tensor name is {nlen} bytes long"));
+            }
+            let name = String::from_utf8_lossy(&c.take(nlen)?).into_owned();
+            let name = pretrace_core::shown(&name, 80);
+            let n_dims = c.u32()?;
+            if n_dims > 4 {
+                return Err(format!(
+                    "tensor '{name}' has {n_dims} dimensions, at most 4 are allowed"
+                ));
+            }
+            let mut elems: u64 = 1;
+            for _ in 0..n_dims {
+                let d = if version == 1 {
+                    c.u32()? as u64
+                } else {
+                    c.u64()?
+                };
+                elems = elems
+                    .checked_mul(d)
+                    .filter(|&e| e <= MAX_TENSOR_ELEMS)
+                    .ok_or_else(|| format!("tensor '{name}' declares more than 2^40 elements"))?;
+            }
+            let ty = c.u32()?;
+            let dt = ggml_dtype(ty).ok_or_else(|| {
+                format!("tensor '{name}' has ggml type {ty}, which is not supported")
+            })?;
+            let (block, bytes) = (dt.block_size() as u64, dt.type_size() as u64);
+            if elems % block != 0 {
+                return Err(format!(
+                    "tensor '{name}' has {elems} elements, not a multiple of its block of {block}"
+                ));
+            }
+            let offset = c.u64()?;
+            extents.push((name, offset, elems / block * bytes));
+        }
+        let data = c.pos.div_ceil(alignment) * alignment;
+        for (name, offset, bytes) in extents {
+            let end = data.checked_add(offset).and_then(|s| s.checked_add(bytes));
+            if end.is_none_or(|e| e > c.size) {
+                return Err(format!(
+                    "tensor '{name}' needs {bytes} bytes at offset {offset} past the header, beyond the end of the {}-byte file",
+                    c.size
+                ));
+            }
+        }
+        Ok(n_tensors)
+    };
+    run(&mut c).map_err(bad)
+}
+
+/// The ggml tensor types candle reads, by their number in the file.
+fn ggml_dtype(t: u32) -> Option<candle_core::quantized::GgmlDType> {
+    use candle_core::quantized::GgmlDType as G;
+    Some(match t {
+        0 => G::F32,
+        1 => G::F16,
+        2 => G::Q4_0,
+        3 => G::Q4_1,
+        6 => G::Q5_0,
+        7 => G::Q5_1,
+        8 => G::Q8_0,
+        9 => G::Q8_1,
+        10 => G::Q2K,
+        11 => G::Q3K,
+        12 => G::Q4K,
+        13 => G::Q5K,
+        14 => G::Q6K,
+        15 => G::Q8K,
+        30 => G::BF16,
+        _ => return None,
+    })
+}
+
 /// Reads a GGUF file: config, dequantized tensors and tokenizer.
 pub fn load(path: &Path, device: &Device) -> Result<GgufCheckpoint> {
+    check_header(path)?;
     let mut file = std::fs::File::open(path)
         .map_err(|e| ModelError::weights(path, format!("cannot open: {e}")))?;
     let content = Content::read(&mut file).map_err(|e| {
         ModelError::weights(
             path,
-            format!("not a readable GGUF file ({e}); the file is truncated or corrupt"),
+            format!(
+                "not a readable GGUF file ({}); the file is truncated or corrupt",
+                crate::error::one_line(&e)
+            ),
         )
     })?;
     let arch = match meta(&content, "general.architecture") {
@@ -96,9 +328,16 @@ pub fn load(path: &Path, device: &Device) -> Result<GgufCheckpoint> {
     for name in content.tensor_infos.keys() {
         let q = content
             .tensor(&mut file, name, &Device::Cpu)
-            .map_err(|e| ModelError::weights(path, format!("cannot read tensor '{name}' ({e}); the file is truncated or uses an unsupported quantization")))?;
+            .map_err(|e| ModelError::weights(path, format!("cannot read tensor '{}' ({}); the file is truncated or uses an unsupported quantization", pretrace_core::shown(name, 80), crate::error::one_line(&e))))?;
         let t = q.dequantize(&Device::Cpu).map_err(|e| {
-            ModelError::weights(path, format!("cannot dequantize tensor '{name}': {e}"))
+            ModelError::weights(
+                path,
+                format!(
+                    "cannot dequantize tensor '{}': {}",
+                    pretrace_core::shown(name, 80),
+                    crate::error::one_line(&e)
+                ),
+            )
         })?;
         let hf = hf_name(name);
         let t = if name.ends_with("attn_q.weight") {
@@ -134,6 +373,12 @@ fn llama_config(c: &Content, path: &Path, arch: &str) -> Result<Json> {
     let k = |s: &str| format!("{arch}.{s}");
     let n_heads = meta_u64(c, path, &k("attention.head_count"))?;
     let hidden = meta_u64(c, path, &k("embedding_length"))?;
+    if n_heads == 0 || hidden == 0 {
+        return Err(ModelError::config(
+            path,
+            format!("GGUF '{arch}.attention.head_count' ({n_heads}) and '{arch}.embedding_length' ({hidden}) must be positive"),
+        ));
+    }
     let vocab = match meta(c, &k("vocab_size")).and_then(value_u64) {
         Some(v) => v,
         None => match meta(c, "tokenizer.ggml.tokens") {
@@ -141,7 +386,7 @@ fn llama_config(c: &Content, path: &Path, arch: &str) -> Result<Json> {
             _ => c
                 .tensor_infos
                 .get("token_embd.weight")
-                .map(|t| t.shape.dims()[0] as u64)
+                .and_then(|t| t.shape.dims().first().map(|&d| d as u64))
                 .unwrap_or(0),
         },
     };

@@ -19,6 +19,7 @@
 
 pub mod arch;
 pub mod error;
+pub mod finite;
 pub mod gguf;
 pub mod hooks;
 pub mod layers;

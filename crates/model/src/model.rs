@@ -241,6 +241,43 @@ fn at(hooks: &mut [&mut dyn Hook], site: Site, x: Tensor, run: &Run) -> Result<T
     Ok(x.reshape((b * t, run.d))?)
 }
 
+/// Fails with [`ModelError::NonFinite`] naming `site`, the batch row and the position of the first
+/// NaN or infinite value of `x` (`[B·T, ·]` or `[B, T, ·]`, or `[B, V]` last-position logits).
+fn check_finite(site: &str, x: &Tensor, run: &Run, last_only: bool) -> Result<()> {
+    let Some((i, value)) = crate::finite::first_non_finite(x)? else {
+        return Ok(());
+    };
+    let width = x.dims().last().copied().unwrap_or(1).max(1);
+    let (row, position) = if last_only {
+        let row = i / width;
+        (
+            row,
+            run.positions
+                .get(row)
+                .and_then(|p| p.last())
+                .copied()
+                .unwrap_or(0),
+        )
+    } else {
+        let t = run.actx.t.max(1);
+        let (row, j) = (i / width / t, (i / width) % t);
+        (
+            row,
+            run.positions
+                .get(row)
+                .and_then(|p| p.get(j))
+                .copied()
+                .unwrap_or(j),
+        )
+    };
+    Err(ModelError::NonFinite {
+        site: site.to_string(),
+        row,
+        position,
+        value,
+    })
+}
+
 /// Blocks a run without logits needs: up to the deepest site any hook asks for.
 fn blocks_needed(hooks: &[&mut dyn Hook], n_layers: usize) -> usize {
     hooks
@@ -383,6 +420,7 @@ impl Model {
             config_path,
             weights,
         };
+        arch::validate(&ctx)?;
         let Parts {
             config: cfg,
             embed,
@@ -527,6 +565,7 @@ impl Model {
             DType::F64 => out,
             _ => out.to_dtype(DType::F32)?,
         };
+        check_finite("logits", &out, &run, logits == Logits::Last)?;
         Ok(Some(match logits {
             Logits::All => out.reshape((b, t, vocab))?,
             _ => out,
@@ -622,16 +661,16 @@ impl Model {
                 all[past_len..].to_vec()
             })
             .collect();
-        if let (Some(max), Some(&hi)) = (
-            self.config
-                .max_positions
-                .filter(|_| self.pos_embed.is_some()),
-            positions.iter().flatten().max(),
-        ) {
+        // Past the model's positions, learned positions do not exist and rotary ones were never
+        // trained; the mask's memory also grows with the square of the length.
+        if let (Some(max), Some(&hi)) =
+            (self.config.max_positions, positions.iter().flatten().max())
+        {
             if hi >= max {
-                return Err(ModelError::Invalid(format!(
-                    "sequence position {hi} exceeds the model's {max} learned positions"
-                )));
+                return Err(ModelError::TooLong {
+                    tokens: hi + 1,
+                    limit: max,
+                });
             }
         }
         let (mask, mask_host) = self.mask(&key_valid, &positions, past_len, t)?;
@@ -698,7 +737,9 @@ impl Model {
                 ((&x + &a)? + &m)?
             }
         };
-        at(hooks, Site::ResidPost(l), x, run)
+        let x = at(hooks, Site::ResidPost(l), x, run)?;
+        check_finite(&Site::ResidPost(l).to_string(), &x, run, false)?;
+        Ok(x)
     }
 
     /// `[B, 1, T, S]` additive mask: causal over the padded layout, padding keys masked, and the
@@ -739,6 +780,14 @@ impl Model {
         Ok((tensor, std::sync::Arc::new(m)))
     }
 
+    /// How many tokens can follow a prompt of `prompt_len` tokens within the model's positions
+    /// (`None` when the model declares no limit).
+    pub fn generation_room(&self, prompt_len: usize) -> Option<usize> {
+        self.config
+            .max_positions
+            .map(|m| m.saturating_sub(prompt_len))
+    }
+
     /// Greedy decoding with a KV cache. Prompts are left-padded into one batch; hooks apply on every
     /// forward call (prefill and each step). A row stops at one of `stop` ids (kept in its output) or
     /// after `max_new` tokens. Returns each row's new ids.
@@ -764,6 +813,11 @@ impl Model {
         hooks: &mut [&mut dyn Hook],
     ) -> Result<Vec<Vec<u32>>> {
         let mut out = vec![Vec::new(); prompts.len()];
+        // Generation ends where the model's positions do.
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let max_new = self
+            .generation_room(longest)
+            .map_or(max_new, |room| max_new.min(room));
         if max_new == 0 {
             return Ok(out);
         }

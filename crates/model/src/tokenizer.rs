@@ -29,13 +29,26 @@ impl Tokenizer {
             ModelError::tokenizer(
                 path,
                 format!(
-                    "not a valid tokenizer.json ({e}); re-download it from the model repository"
+                    "not a valid tokenizer.json ({}); re-download it from the model repository",
+                    pretrace_core::shown(&e.to_string(), 200)
                 ),
             )
         })?;
+        Tokenizer::checked(inner, path)
+    }
+
+    /// Refuses a tokenizer with no vocabulary: it would turn every text into nothing, and the
+    /// fault would seem to lie with the text.
+    fn checked(inner: tokenizers::Tokenizer, origin: &Path) -> Result<Tokenizer> {
+        if inner.get_vocab_size(true) == 0 {
+            return Err(ModelError::tokenizer(
+                origin,
+                "the tokenizer's vocabulary is empty; re-download the model's tokenizer.json",
+            ));
+        }
         Ok(Tokenizer {
             inner,
-            origin: path.to_path_buf(),
+            origin: origin.to_path_buf(),
             bos_id: None,
             eos_id: None,
         })
@@ -45,13 +58,8 @@ impl Tokenizer {
     pub fn from_json(origin: &Path, json: &str) -> Result<Tokenizer> {
         let inner: tokenizers::Tokenizer = json
             .parse()
-            .map_err(|e| ModelError::tokenizer(origin, format!("cannot build the tokenizer from the file's metadata ({e}); put a tokenizer.json beside it")))?;
-        Ok(Tokenizer {
-            inner,
-            origin: origin.to_path_buf(),
-            bos_id: None,
-            eos_id: None,
-        })
+            .map_err(|e: tokenizers::Error| ModelError::tokenizer(origin, format!("cannot build the tokenizer from the file's metadata ({}); put a tokenizer.json beside it", pretrace_core::shown(&e.to_string(), 200))))?;
+        Tokenizer::checked(inner, origin)
     }
 
     /// Token ids of `text`, with the special tokens the checkpoint's tokenizer adds.
@@ -63,7 +71,13 @@ impl Tokenizer {
     /// `add_special_tokens`; lm-evaluation-harness scores causal models without them).
     pub fn encode_with(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
         let enc = self.inner.encode(text, add_special_tokens).map_err(|e| {
-            ModelError::tokenizer(&self.origin, format!("cannot encode {text:?}: {e}"))
+            ModelError::tokenizer(
+                &self.origin,
+                format!(
+                    "cannot encode {}: {e}",
+                    pretrace_core::shown(&format!("{text:?}"), 80)
+                ),
+            )
         })?;
         Ok(enc.get_ids().to_vec())
     }

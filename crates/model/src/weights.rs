@@ -81,13 +81,19 @@ fn shards_from_index(index: &Path) -> Result<Vec<PathBuf>> {
     let mut files = BTreeSet::new();
     for (name, f) in map {
         let f = f.as_str().ok_or_else(|| {
-            ModelError::weights(index, format!("weight_map['{name}'] is not a file name"))
+            ModelError::weights(
+                index,
+                format!(
+                    "weight_map['{}'] is not a file name",
+                    pretrace_core::shown(name, 80)
+                ),
+            )
         })?;
         files.insert(f.to_string());
     }
     let mut out = Vec::new();
     for f in files {
-        let p = dir.join(&f);
+        let p = inside_checkpoint(index, dir, &f)?;
         if !p.is_file() {
             return Err(ModelError::weights(
                 &p,
@@ -97,6 +103,56 @@ fn shards_from_index(index: &Path) -> Result<Vec<PathBuf>> {
         out.push(p);
     }
     Ok(out)
+}
+
+/// `dir/name` for a file an index names, refused unless it stays inside the checkpoint: `name` is a
+/// relative path of plain components (no `..`, no root), and the file it resolves to, symlinks
+/// followed, lies inside the checkpoint directory or — for a Hugging Face cache snapshot
+/// (`…/snapshots/COMMIT/`), whose files are links into `…/blobs/` — inside that repository's blobs.
+pub fn inside_checkpoint(index: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
+    use std::path::Component;
+    let shown = pretrace_core::shown(name, 120);
+    let plain = !name.is_empty()
+        && Path::new(name)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+    if !plain {
+        return Err(ModelError::weights(
+            index,
+            format!("names the weight file '{shown}', which is not a file inside the checkpoint directory; an index may name only files beside it"),
+        ));
+    }
+    let p = dir.join(name);
+    let Ok(real) = p.canonicalize() else {
+        // Missing: reported by the caller, with what to download.
+        return Ok(p);
+    };
+    let mut roots = Vec::new();
+    if let Ok(d) = dir.canonicalize() {
+        roots.push(d);
+    }
+    // A Hugging Face cache snapshot: models--ORG--NAME/snapshots/COMMIT/ → models--ORG--NAME/blobs.
+    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if let Some(repo) = abs
+        .parent()
+        .filter(|s| s.file_name().is_some_and(|n| n == "snapshots"))
+        .and_then(Path::parent)
+    {
+        if let Ok(b) = repo.join("blobs").canonicalize() {
+            roots.push(b);
+        }
+    }
+    if roots.iter().any(|r| real.starts_with(r)) {
+        Ok(p)
+    } else {
+        Err(ModelError::weights(
+            index,
+            format!(
+                "the weight file '{shown}' resolves to {}, outside the checkpoint; refusing to read it",
+                real.display()
+            ),
+        ))
+    }
 }
 
 impl Weights {
@@ -113,17 +169,24 @@ impl Weights {
             let backing = if is_st {
                 // SAFETY: the file is mapped read-only; it must not be modified while the model is loaded.
                 let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
-                    .map_err(|e| ModelError::weights(path, format!("not a valid safetensors file ({e}); the file is truncated or corrupt, re-download it")))?;
+                    .map_err(|e| ModelError::weights(path, format!("not a valid safetensors file ({}); the file is truncated or corrupt, re-download it", crate::error::one_line(&e))))?;
                 for (name, view) in st.tensors() {
                     let dt = st_dtype(view.dtype()).ok_or_else(|| {
-                        ModelError::weights(path, format!("tensor '{name}' has unsupported dtype {:?}; expected F32, F16 or BF16", view.dtype()))
+                        ModelError::weights(
+                            path,
+                            format!(
+                                "tensor '{}' has unsupported dtype {:?}; expected F32, F16 or BF16",
+                                pretrace_core::shown(&name, 80),
+                                view.dtype()
+                            ),
+                        )
                     })?;
                     w.insert(name, w.files.len(), view.shape().to_vec(), dt, path)?;
                 }
                 Backing::Safetensors(st)
             } else {
                 let pth = candle_core::pickle::PthTensors::new(path, None)
-                    .map_err(|e| ModelError::weights(path, format!("not a readable PyTorch checkpoint ({e}); the file is truncated or corrupt, re-download it")))?;
+                    .map_err(|e| ModelError::weights(path, format!("not a readable PyTorch checkpoint ({}); the file is truncated or corrupt, re-download it", crate::error::one_line(&e))))?;
                 for (name, info) in pth.tensor_infos() {
                     w.insert(
                         name.clone(),
@@ -178,7 +241,10 @@ impl Weights {
         if self.index.contains_key(&name) {
             return Err(ModelError::weights(
                 path,
-                format!("tensor '{name}' appears in more than one weight file"),
+                format!(
+                    "tensor '{}' appears in more than one weight file",
+                    pretrace_core::shown(&name, 80)
+                ),
             ));
         }
         self.index.insert(name, Entry { file, shape, dtype });
@@ -235,7 +301,10 @@ impl Weights {
         let read_err = |e: candle_core::Error| {
             ModelError::weights(
                 path,
-                format!("cannot read tensor '{name}' ({e}); the file is truncated or corrupt"),
+                format!(
+                    "cannot read tensor '{name}' ({}); the file is truncated or corrupt",
+                    crate::error::one_line(&e)
+                ),
             )
         };
         let t = match backing {
@@ -257,7 +326,17 @@ impl Weights {
             .lock()
             .map_err(|_| ModelError::Invalid("weight bookkeeping poisoned".into()))?
             .insert(name.to_string());
-        Ok(Some(t.to_dtype(self.dtype)?.to_device(&self.device)?))
+        let t = t.to_dtype(self.dtype)?;
+        if let Some((i, v)) = crate::finite::first_non_finite(&t)? {
+            return Err(ModelError::weights(
+                path,
+                format!(
+                    "tensor '{name}' holds {v} at element {i} (in {}); the weights are corrupt or overflowed when saved",
+                    crate::finite::dtype_name(self.dtype)
+                ),
+            ));
+        }
+        Ok(Some(t.to_device(&self.device)?))
     }
 
     /// Marks tensors as deliberately unused (buffers such as `rotary_emb.inv_freq`).
@@ -294,7 +373,7 @@ impl Weights {
                 path: self.file_of(first),
                 arch: arch.to_string(),
                 count: unused.len(),
-                first: (*first).clone(),
+                first: pretrace_core::shown(first, 80),
             }),
         }
     }

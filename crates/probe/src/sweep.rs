@@ -99,6 +99,28 @@ pub fn select_entries(store: &Store, sel: &Selection) -> Result<Vec<(String, Str
             )));
         }
     }
+    // Every name asked for must exist: a misspelt checkpoint or dataset is an error, not a
+    // smaller table.
+    let all = store.entries().map_err(|e| err(e.to_string()))?;
+    for (asked, what, pick) in [
+        (&sel.checkpoints, "checkpoint", 0usize),
+        (&sel.datasets, "dataset", 1),
+    ] {
+        let have: BTreeSet<&String> = all
+            .iter()
+            .map(|(c, d)| if pick == 0 { c } else { d })
+            .collect();
+        if let Some(bad) = asked.iter().find(|n| !have.contains(n)) {
+            return Err(err(format!(
+                "{}: no {what} '{bad}' in the store; it holds {}",
+                store.root.display(),
+                have.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
     let mut layers_of: BTreeMap<&String, (&String, Vec<usize>)> = BTreeMap::new();
     for (c, d) in &entries {
         let m = store
@@ -119,7 +141,29 @@ pub fn select_entries(store: &Store, sel: &Selection) -> Result<Vec<(String, Str
             _ => {}
         }
     }
+    // Every layer asked for must be stored for every selected dataset.
+    for (d, (c, layers)) in &layers_of {
+        if let Some(bad) = sel.layers.iter().find(|l| !layers.contains(l)) {
+            return Err(err(format!(
+                "{}: layer {bad} is not in the store: dataset '{d}' of checkpoint '{c}' holds layers {}; choose layers from those",
+                store.root.display(),
+                layer_ranges(layers)
+            )));
+        }
+    }
     Ok(entries)
+}
+
+/// `0-29` or `0,4,8` for messages.
+fn layer_ranges(layers: &[usize]) -> String {
+    match (layers.first(), layers.last()) {
+        (Some(a), Some(b)) if layers.len() == b - a + 1 && layers.len() > 2 => format!("{a}-{b}"),
+        _ => layers
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    }
 }
 
 /// Calls `f(k, checkpoint, dataset, entry)` on each entry in order, reading the next entry on another

@@ -35,6 +35,7 @@ fn to_f32(
     name: &str,
     t: &safetensors::tensor::TensorView,
 ) -> Result<Vec<f32>, SteerError> {
+    let name = &pretrace_core::shown(name, 80);
     let b = t.data();
     let v: Vec<f32> = match t.dtype() {
         Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
@@ -112,21 +113,33 @@ impl VectorFile {
         let mut unnamed = None;
         for name in &names {
             let t = st.tensor(name).map_err(|e| {
-                SteerError::Invalid(format!("{}: tensor '{name}': {e}", path.display()))
+                SteerError::Invalid(format!(
+                    "{}: tensor '{}': {e}",
+                    path.display(),
+                    pretrace_core::shown(name, 80)
+                ))
             })?;
             let v = to_f32(path, name, &t)?;
             match layer_of(name) {
                 Some(l) => {
                     layers.insert(l, v);
                 }
-                None if names.len() == 1 => unnamed = Some((name.clone(), v)),
+                None if names.len() == 1 => unnamed = Some((pretrace_core::shown(name, 80), v)),
                 None => {
+                    let listed: Vec<String> = names
+                        .iter()
+                        .take(8)
+                        .map(|n| pretrace_core::shown(n, 60))
+                        .collect();
                     return Err(SteerError::Invalid(format!(
-                        "{}: tensor '{name}' is not named blocks.{{layer}}.hook_resid_post; a file with several \
-                         tensors must name each by its layer (it holds {})",
+                        "{}: tensor '{}' is not named blocks.{{layer}}.hook_resid_post; a file with several \
+                         tensors must name each by its layer (it holds {} tensors: {}{})",
                         path.display(),
-                        names.join(", ")
-                    )))
+                        pretrace_core::shown(name, 80),
+                        names.len(),
+                        listed.join(", "),
+                        if names.len() > 8 { ", …" } else { "" }
+                    )));
                 }
             }
         }

@@ -49,6 +49,15 @@ pub fn control_vector(
                 .into(),
         ));
     }
+    let max = vectors
+        .values()
+        .flatten()
+        .fold(0f64, |m, &x| m.max((x as f64).abs()));
+    if !alpha.is_finite() || !(alpha.abs() as f64 * max <= f32::MAX as f64) {
+        return Err(SteerError::Invalid(format!(
+            "alpha {alpha} is not usable: α·v must be a finite f32 (the vectors' largest entry is {max:e}); give a finite alpha of moderate size"
+        )));
+    }
     let d = vectors.values().next().map_or(0, Vec::len);
     if let Some((l, v)) = vectors.iter().find(|(_, v)| v.len() != d) {
         return Err(SteerError::Invalid(format!(

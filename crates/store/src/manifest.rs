@@ -67,6 +67,17 @@ pub struct Manifest {
     pub tensors: BTreeMap<String, Vec<usize>>,
     /// Tokens run through the model for this entry.
     pub total_tokens: u64,
+    /// Size and sha256 of each file of the entry beside the manifest, so that a resumed run can
+    /// tell a whole entry from a truncated or damaged one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, FileCheck>,
+}
+
+/// What a whole file of an entry looks like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCheck {
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 impl Manifest {

@@ -14,12 +14,18 @@ const ACTIVATIONS: &str = "activations.safetensors";
 const MANIFEST: &str = "manifest.json";
 /// Temporary entries start with this; they are never read and are cleared when a store is opened
 /// for writing.
-const TMP_PREFIX: &str = ".tmp-";
+const TMP_PREFIX: &str = pretrace_core::TMP_PREFIX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{}: {msg}", path.display())]
     At { path: PathBuf, msg: String },
+    /// A manifest that cannot be parsed (truncated, damaged): its entry is to be redone.
+    #[error("{}: {msg}", path.display())]
+    BadManifest { path: PathBuf, msg: String },
+    /// A write was refused or failed (see [`pretrace_core::FsError`]).
+    #[error(transparent)]
+    Fs(#[from] pretrace_core::FsError),
 }
 
 impl StoreError {
@@ -92,25 +98,10 @@ fn io(path: &Path, what: &str, e: std::io::Error) -> StoreError {
     StoreError::at(path, format!("{what}: {e}"))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+/// Writes `bytes` to `path` atomically; refuses a target that is not a regular file or a missing
+/// path (see [`pretrace_core::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!("{TMP_PREFIX}{}-{name}", std::process::id()));
-    let res = (|| {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(path, "cannot write", e)
-    })
+    Ok(pretrace_core::write_atomic(path, bytes)?)
 }
 
 fn sync_dir(dir: &Path) {
@@ -247,11 +238,9 @@ impl Store {
             return Ok(None);
         }
         let text = std::fs::read_to_string(&path).map_err(|e| io(&path, "cannot read", e))?;
-        let m: Manifest = serde_json::from_str(&text).map_err(|e| {
-            StoreError::at(
-                &path,
-                format!("not a manifest this version reads ({e}); delete the entry to redo it"),
-            )
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| StoreError::BadManifest {
+            path: path.clone(),
+            msg: format!("not a manifest this version reads ({e}); delete the entry to redo it"),
         })?;
         if m.store_format != FORMAT_VERSION {
             return Err(StoreError::at(
@@ -265,11 +254,66 @@ impl Store {
         Ok(Some(m))
     }
 
-    /// Whether the entry exists and was produced from the same inputs as `want`.
+    /// Whether the entry exists, was produced from the same inputs as `want`, and is whole (see
+    /// [`Store::check_entry`]; without its checksum).
     pub fn is_current(&self, want: &Manifest) -> Result<bool> {
-        Ok(self
-            .manifest(&want.checkpoint.name, &want.dataset.name)?
-            .is_some_and(|m| m.same_inputs(want)))
+        let Some(m) = self.manifest(&want.checkpoint.name, &want.dataset.name)? else {
+            return Ok(false);
+        };
+        Ok(m.same_inputs(want) && self.check_entry(&m, false)? == EntryState::Whole)
+    }
+
+    /// Whether the entry `m` describes is whole on disk: its activations file exists, is a regular
+    /// file of the size the manifest records, and its safetensors header lists exactly the
+    /// tensors and shapes of the manifest; with `checksum`, its sha256 is the recorded one too.
+    /// Entries written before sizes were recorded are checked by their header alone.
+    pub fn check_entry(&self, m: &Manifest, checksum: bool) -> Result<EntryState> {
+        let dir = self.entry_dir(&m.checkpoint.name, &m.dataset.name);
+        let path = dir.join(ACTIVATIONS);
+        let broken = |why: String| Ok(EntryState::Broken(format!("{ACTIVATIONS} {why}")));
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return broken("is missing".into())
+            }
+            Err(e) => return Err(io(&path, "cannot inspect", e)),
+        };
+        if !meta.file_type().is_file() {
+            return broken("is not a regular file".into());
+        }
+        let recorded = m.files.get(ACTIVATIONS);
+        if let Some(f) = recorded {
+            if meta.len() != f.bytes {
+                return broken(format!(
+                    "is {} bytes, the manifest records {}",
+                    meta.len(),
+                    f.bytes
+                ));
+            }
+        }
+        match read_header(&path, meta.len()) {
+            Ok(tensors) if tensors == m.tensors => {}
+            Ok(tensors) => {
+                return broken(format!(
+                    "holds {} tensors that differ from the manifest's {}",
+                    tensors.len(),
+                    m.tensors.len()
+                ))
+            }
+            Err(why) => return broken(why),
+        }
+        if checksum {
+            if let Some(f) = recorded {
+                let got = pretrace_core::sha256_file(&path)?;
+                if got != f.sha256 {
+                    return broken(format!(
+                        "has sha256 {got}, the manifest records {}",
+                        f.sha256
+                    ));
+                }
+            }
+        }
+        Ok(EntryState::Whole)
     }
 
     /// Writes an entry: `layers` maps each layer to its `[rows, d_model]` activations (row-major).
@@ -283,9 +327,8 @@ impl Store {
         tokens: &[i64],
         dtype: StoreDType,
     ) -> Result<()> {
-        let ckpt_dir = self.root.join(&manifest.checkpoint.name);
+        let ckpt_dir = pretrace_core::create_subdir(&self.root, &manifest.checkpoint.name)?;
         let final_dir = ckpt_dir.join(&manifest.dataset.name);
-        std::fs::create_dir_all(&ckpt_dir).map_err(|e| io(&ckpt_dir, "cannot create", e))?;
         let tmp = ckpt_dir.join(format!(
             "{TMP_PREFIX}{}-{}",
             std::process::id(),
@@ -333,12 +376,20 @@ impl Store {
         let meta: std::collections::HashMap<String, String> =
             [("format".to_string(), FORMAT_NAME.to_string())].into();
         let act = tmp.join(ACTIVATIONS);
-        safetensors::serialize_to_file(tensors, Some(meta), &act)
-            .map_err(|e| StoreError::at(&act, format!("cannot write: {e}")))?;
-        if let Ok(f) = std::fs::File::open(&act) {
-            let _ = f.sync_all();
-        }
-        let text = serde_json::to_string_pretty(manifest)
+        let bytes = safetensors::serialize(tensors, Some(meta)).map_err(|e| {
+            StoreError::at(&final_dir.join(ACTIVATIONS), format!("cannot encode: {e}"))
+        })?;
+        let mut manifest = manifest.clone();
+        manifest.files.insert(
+            ACTIVATIONS.to_string(),
+            crate::FileCheck {
+                bytes: bytes.len() as u64,
+                sha256: sha256_hex(&bytes),
+            },
+        );
+        pretrace_core::write_atomic(&act, &bytes)?;
+        drop(bytes);
+        let text = serde_json::to_string_pretty(&manifest)
             .map_err(|e| StoreError::at(&final_dir, format!("cannot encode the manifest: {e}")))?;
         write_atomic(&tmp.join(MANIFEST), text.as_bytes())?;
         sync_dir(&tmp);
@@ -469,6 +520,78 @@ impl Store {
             tokens,
         })
     }
+}
+
+/// Whether an entry on disk is whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryState {
+    Whole,
+    /// Truncated, missing or damaged, with what is wrong.
+    Broken(String),
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Tensor names and shapes from a safetensors header, reading only the header; an error says what
+/// is wrong with it.
+fn read_header(path: &Path, len: u64) -> std::result::Result<BTreeMap<String, Vec<usize>>, String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot be read ({e})"))?;
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n)
+        .map_err(|_| "is shorter than a safetensors header".to_string())?;
+    let n = u64::from_le_bytes(n);
+    if n > 100_000_000 || n + 8 > len {
+        return Err(format!(
+            "has a header of {n} bytes in a file of {len}: it is truncated"
+        ));
+    }
+    let mut h = vec![0u8; n as usize];
+    f.read_exact(&mut h)
+        .map_err(|_| "is truncated inside its header".to_string())?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&h).map_err(|e| format!("has an unreadable header ({e})"))?;
+    let obj = v
+        .as_object()
+        .ok_or("has a header that is not a JSON object")?;
+    let mut out = BTreeMap::new();
+    let mut end = 0u64;
+    for (name, t) in obj.iter().filter(|(k, _)| k.as_str() != "__metadata__") {
+        let shape: Vec<usize> = t
+            .get("shape")
+            .and_then(|s| serde_json::from_value(s.clone()).ok())
+            .ok_or_else(|| {
+                format!(
+                    "has no readable shape for tensor '{}'",
+                    pretrace_core::shown(name, 80)
+                )
+            })?;
+        let stop = t
+            .get("data_offsets")
+            .and_then(|o| o.get(1))
+            .and_then(|o| o.as_u64())
+            .ok_or_else(|| {
+                format!(
+                    "has no data offsets for tensor '{}'",
+                    pretrace_core::shown(name, 80)
+                )
+            })?;
+        end = end.max(stop);
+        out.insert(name.clone(), shape);
+    }
+    if 8 + n + end != len {
+        return Err(format!(
+            "is {len} bytes, its header describes {}: it is truncated or padded",
+            8 + n + end
+        ));
+    }
+    Ok(out)
 }
 
 fn check_marker(marker: &Path) -> Result<()> {

@@ -13,6 +13,23 @@ pub enum SweepError {
     At { path: PathBuf, msg: String },
     #[error("{0}")]
     Invalid(String),
+    /// A row encodes to more tokens than the model has positions.
+    #[error("{}: row {row} is {tokens} tokens, longer than the model's {limit} positions; shorten the row, or truncate rows to the context (extract --truncate)", file.display())]
+    RowTooLong {
+        file: PathBuf,
+        row: usize,
+        tokens: usize,
+        limit: usize,
+    },
+    /// An activation is NaN or infinite: the weights or the config hold values that overflow.
+    #[error("checkpoint '{checkpoint}', dataset '{dataset}', row {row}: the activation after block {layer} is {value} (first non-finite layer of that row); the checkpoint's weights or config produce values that overflow")]
+    NonFinite {
+        checkpoint: String,
+        dataset: String,
+        row: usize,
+        layer: usize,
+        value: f32,
+    },
 }
 
 impl SweepError {

@@ -118,6 +118,11 @@ pub struct ExtractOptions {
     pub force_blockwise: bool,
     /// `pretrace <version>`, recorded in manifests.
     pub tool: String,
+    /// On resume, also check each finished entry's sha256 against its manifest (sizes and headers
+    /// are always checked).
+    pub verify_checksums: bool,
+    /// Cut rows longer than the model's context to its first tokens instead of failing.
+    pub truncate: bool,
 }
 
 impl Default for ExtractOptions {
@@ -133,6 +138,8 @@ impl Default for ExtractOptions {
             max_memory: None,
             force_blockwise: false,
             tool: "pretrace".into(),
+            verify_checksums: false,
+            truncate: false,
         }
     }
 }
@@ -145,6 +152,8 @@ pub trait Progress {
     fn checkpoint(&mut self, _index: usize, _ckpt: &CheckpointRef, _mode: &str) {}
     /// An entry is already in the store with the same inputs.
     fn skipped(&mut self, _ckpt: &CheckpointRef, _dataset: &str) {}
+    /// An entry is in the store but broken (truncated, deleted, damaged): it is redone.
+    fn redo(&mut self, _ckpt: &CheckpointRef, _dataset: &str, _why: &str) {}
     /// Rows and tokens just processed.
     fn advance(&mut self, _rows: usize, _tokens: usize) {}
     /// An entry was written.
@@ -384,6 +393,7 @@ pub fn extract(
                     },
                     tensors: BTreeMap::new(),
                     total_tokens: 0,
+                    files: BTreeMap::new(),
                 })
                 .collect()
         };
@@ -391,15 +401,28 @@ pub fn extract(
         // files, data and settings. The stored manifest's model config gives the depth.
         let mut pending = Vec::new();
         for (i, ds) in datasets.iter().enumerate() {
-            let current = match store.manifest(&ck.name, &ds.name)? {
-                None => false,
-                Some(m) => {
+            let current = match store.manifest(&ck.name, &ds.name) {
+                Ok(None) => false,
+                Err(pretrace_store::StoreError::BadManifest { msg, .. }) => {
+                    progress.redo(ck, &ds.name, &format!("manifest.json is damaged ({msg})"));
+                    false
+                }
+                Err(e) => return Err(e.into()),
+                Ok(Some(m)) => {
                     let depth = m.checkpoint.config.get("n_layers").and_then(|v| v.as_u64());
                     let layers = opts
                         .layers
                         .resolve(depth.unwrap_or(0) as usize)
                         .unwrap_or_default();
-                    m.same_inputs(&base(layers, m.checkpoint.config.clone())[i])
+                    let same = m.same_inputs(&base(layers, m.checkpoint.config.clone())[i]);
+                    match store.check_entry(&m, opts.verify_checksums)? {
+                        _ if !same => false,
+                        pretrace_store::EntryState::Whole => true,
+                        pretrace_store::EntryState::Broken(why) => {
+                            progress.redo(ck, &ds.name, &why);
+                            false
+                        }
+                    }
                 }
             };
             if !current {
@@ -476,7 +499,7 @@ pub fn extract(
         let mut jobs = Vec::new();
         for &i in &pending {
             let ds = &datasets[i];
-            let ids: Vec<Vec<u32>> = ds
+            let mut ids: Vec<Vec<u32>> = ds
                 .rows
                 .par_iter()
                 .map(|r| {
@@ -487,6 +510,24 @@ pub fn extract(
                     tok.encode(&text)
                 })
                 .collect::<std::result::Result<_, _>>()?;
+            // Attention memory grows with the square of a row's length: rows past the model's
+            // positions are refused (or cut, when asked) before any batch is built.
+            if let Some(limit) = c.max_positions {
+                for (r, v) in ids.iter_mut().enumerate() {
+                    if v.len() > limit {
+                        if opts.truncate {
+                            v.truncate(limit);
+                        } else {
+                            return Err(SweepError::RowTooLong {
+                                file: ds.path.clone().unwrap_or_else(|| ds.name.clone().into()),
+                                row: ds.rows[r].id + 1,
+                                tokens: v.len(),
+                                limit,
+                            });
+                        }
+                    }
+                }
+            }
             if let Some((r, _)) = ids.iter().enumerate().find(|(_, v)| v.is_empty()) {
                 return Err(SweepError::Invalid(format!(
                     "{}: row {} encodes to no tokens with this tokenizer",
@@ -650,6 +691,21 @@ fn write_job(
             }
         }
         out.insert(l, m);
+    }
+    // A non-finite activation is an error naming the row and the first layer it appeared at,
+    // never a value stored as a result.
+    for r in 0..n {
+        for (&l, m) in &out {
+            if let Some(&value) = m[r * d..(r + 1) * d].iter().find(|v| !v.is_finite()) {
+                return Err(SweepError::NonFinite {
+                    checkpoint: job.manifest.checkpoint.name.clone(),
+                    dataset: job.ds.name.clone(),
+                    row: job.ds.rows[r].id + 1,
+                    layer: l,
+                    value,
+                });
+            }
+        }
     }
     let labels: Vec<i64> = job.ds.rows.iter().map(|r| r.label.unwrap_or(-1)).collect();
     let tokens: Vec<i64> = job.ids.iter().map(|v| v.len() as i64).collect();

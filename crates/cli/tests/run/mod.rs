@@ -110,6 +110,7 @@ pub fn toy_entry(
         },
         tensors: std::collections::BTreeMap::new(),
         total_tokens: 0,
+        files: Default::default(),
     };
     st.write(
         &manifest,

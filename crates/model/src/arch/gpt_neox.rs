@@ -179,7 +179,8 @@ fn build(ctx: &BuildCtx) -> Result<Parts> {
             head_dim: hd,
             d_mlp: c.intermediate_size,
             vocab_size: c.vocab_size,
-            max_positions: c.max_position_embeddings,
+            // transformers' default when config.json has none.
+            max_positions: Some(c.max_position_embeddings.unwrap_or(2048)),
             sliding_window: None,
             bos_token_id: super::bos_id(ctx.config),
             eos_token_ids: super::eos_ids(ctx.config),

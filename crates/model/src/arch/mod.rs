@@ -101,6 +101,154 @@ pub fn bad(ctx: &BuildCtx, msg: impl Into<String>) -> ModelError {
     ModelError::config(ctx.config_path, msg)
 }
 
+/// Largest width, depth, head count or vocabulary accepted from a config: far beyond any model,
+/// and small enough that products of two never overflow.
+pub const MAX_DIM: u64 = 1 << 24;
+/// Largest context length accepted from a config.
+pub const MAX_POSITIONS: u64 = 1 << 27;
+
+/// How a numeric config field must look.
+enum Num {
+    /// A finite number > 0.
+    Positive,
+    /// A finite number in (0, 1].
+    Fraction,
+    /// An integer in 1..=max.
+    Count(u64),
+}
+
+/// Checks, with one strictness for every architecture, the fields config.json may hold that the
+/// architectures read leniently or compute with: a field that is present and not null must have
+/// its type and a usable value (`rope_theta: "oops"` or `rms_norm_eps: -1` is an error, never a
+/// default). Typed fields are checked again by each architecture's serde struct.
+pub fn validate(ctx: &BuildCtx) -> Result<()> {
+    let Some(obj) = ctx.config.as_object() else {
+        return Err(bad(ctx, "config.json is not a JSON object"));
+    };
+    let rules: &[(&str, Num)] = &[
+        ("rope_theta", Num::Positive),
+        ("rotary_emb_base", Num::Positive),
+        ("rms_norm_eps", Num::Positive),
+        ("layer_norm_eps", Num::Positive),
+        ("layer_norm_epsilon", Num::Positive),
+        ("clip_qkv", Num::Positive),
+        ("rotary_pct", Num::Fraction),
+        ("partial_rotary_factor", Num::Fraction),
+        ("hidden_size", Num::Count(MAX_DIM)),
+        ("n_embd", Num::Count(MAX_DIM)),
+        ("intermediate_size", Num::Count(MAX_DIM)),
+        ("n_inner", Num::Count(MAX_DIM)),
+        ("num_hidden_layers", Num::Count(MAX_DIM)),
+        ("n_layer", Num::Count(MAX_DIM)),
+        ("num_attention_heads", Num::Count(MAX_DIM)),
+        ("n_head", Num::Count(MAX_DIM)),
+        ("num_key_value_heads", Num::Count(MAX_DIM)),
+        ("head_dim", Num::Count(MAX_DIM)),
+        ("vocab_size", Num::Count(MAX_DIM)),
+        ("max_position_embeddings", Num::Count(MAX_POSITIONS)),
+        ("n_positions", Num::Count(MAX_POSITIONS)),
+        ("sliding_window", Num::Count(MAX_POSITIONS)),
+    ];
+    let check = |scope: &str, key: &str, v: &Value, rule: &Num| -> Result<()> {
+        let name = format!("{scope}{key}");
+        match rule {
+            Num::Positive | Num::Fraction => {
+                let x = v.as_f64().ok_or_else(|| {
+                    bad(
+                        ctx,
+                        format!(
+                            "field '{name}' is {}, expected a number; fix config.json",
+                            show_value(v)
+                        ),
+                    )
+                })?;
+                let ok = x.is_finite() && x > 0.0 && (!matches!(rule, Num::Fraction) || x <= 1.0);
+                if !ok {
+                    let want = if matches!(rule, Num::Fraction) {
+                        "a number in (0, 1]"
+                    } else {
+                        "a positive finite number"
+                    };
+                    return Err(bad(
+                        ctx,
+                        format!("field '{name}' is {x}, expected {want}; fix config.json"),
+                    ));
+                }
+            }
+            Num::Count(max) => {
+                let ok = v.as_u64().is_some_and(|n| (1..=*max).contains(&n));
+                if !ok {
+                    return Err(bad(
+                        ctx,
+                        format!("field '{name}' is {}, expected an integer from 1 to {max}; fix config.json", show_value(v)),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    };
+    for (key, rule) in rules {
+        if let Some(v) = obj.get(*key).filter(|v| !v.is_null()) {
+            check("", key, v, rule)?;
+        }
+    }
+    for key in ["rope_scaling", "rope_parameters"] {
+        match obj.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(s)) => {
+                for (k, rule) in [
+                    ("rope_theta", Num::Positive),
+                    ("factor", Num::Positive),
+                    ("partial_rotary_factor", Num::Fraction),
+                ] {
+                    if let Some(v) = s.get(k).filter(|v| !v.is_null()) {
+                        check(&format!("{key}."), k, v, &rule)?;
+                    }
+                }
+            }
+            Some(v) => {
+                return Err(bad(
+                    ctx,
+                    format!(
+                        "field '{key}' is {}, expected an object or null; fix config.json",
+                        show_value(v)
+                    ),
+                ))
+            }
+        }
+    }
+    let token_id = |v: &Value| v.as_u64().is_some_and(|n| n <= u32::MAX as u64);
+    if let Some(v) = obj.get("bos_token_id").filter(|v| !v.is_null()) {
+        if !token_id(v) {
+            return Err(bad(
+                ctx,
+                format!(
+                    "field 'bos_token_id' is {}, expected a token id or null; fix config.json",
+                    show_value(v)
+                ),
+            ));
+        }
+    }
+    match obj.get("eos_token_id") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) if a.iter().all(token_id) => {}
+        Some(v) if token_id(v) => {}
+        Some(v) => {
+            return Err(bad(ctx, format!("field 'eos_token_id' is {}, expected a token id, a list of them, or null; fix config.json", show_value(v))))
+        }
+    }
+    Ok(())
+}
+
+/// A JSON value as it may appear in a one-line message.
+fn show_value(v: &Value) -> String {
+    let s = match v {
+        Value::String(s) => format!("the string \"{s}\""),
+        other => other.to_string(),
+    };
+    pretrace_core::shown(&s, 60)
+}
+
 /// Rotary settings from either the transformers 5 `rope_parameters` object or the older
 /// `rope_theta` / `rope_scaling` / `rotary_emb_base` / `rotary_pct` keys.
 pub struct RopeSpec {
