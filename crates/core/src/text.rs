@@ -5,9 +5,8 @@
 /// name or field made of raw bytes thus never floods a terminal.
 pub fn shown(s: &str, max: usize) -> String {
     let mut out = String::new();
-    let mut kept = 0usize;
     for (i, c) in s.chars().enumerate() {
-        if kept >= max {
+        if i >= max {
             let rest = s.chars().count() - i;
             out.push_str(&format!("…(+{rest} chars)"));
             break;
@@ -17,7 +16,6 @@ pub fn shown(s: &str, max: usize) -> String {
         } else {
             out.push(c);
         }
-        kept += 1;
     }
     out
 }

@@ -30,9 +30,9 @@ fn oversize(size: usize) -> ! {
     // No allocation here: format into a stack buffer.
     let mut buf = [0u8; 160];
     let mut w = &mut buf[..];
-    let _ = write!(
+    let _ = writeln!(
         w,
-        "OVERSIZE: input #{} asked for one allocation of {size} bytes\n",
+        "OVERSIZE: input #{} asked for one allocation of {size} bytes",
         INPUT.load(Ordering::Relaxed)
     );
     let used = 160 - w.len();

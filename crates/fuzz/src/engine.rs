@@ -16,7 +16,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -25,13 +25,13 @@ impl Rng {
     }
     /// Uniform in `0..n` (`n > 0`).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
     pub fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
+        (0..n).map(|_| self.next_u64() as u8).collect()
     }
 }
 
@@ -141,7 +141,7 @@ pub fn mutate(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8], text: bool) {
         }
         9 if len > 0 => {
             let i = rng.below(len);
-            data[i] = rng.next() as u8;
+            data[i] = rng.next_u64() as u8;
         }
         10 | 11 => {
             // Text formats: replace a number (or a quoted word) with an interesting token.
@@ -268,7 +268,9 @@ pub fn run(
         if cur == u64::MAX - 1 {
             return;
         }
-        if cur != u64::MAX && now_ms(t0).saturating_sub(STARTED_MS.load(Ordering::Relaxed)) > hang_ms {
+        if cur != u64::MAX
+            && now_ms(t0).saturating_sub(STARTED_MS.load(Ordering::Relaxed)) > hang_ms
+        {
             eprintln!(
                 "HANG: target {name}, input #{cur} (seed {seed}) ran longer than {} s",
                 hang.as_secs()
@@ -310,7 +312,10 @@ pub fn run(
                 rep.refused += 1;
                 if msg.contains('\n') || msg.chars().count() > 2000 {
                     rep.bad_messages += 1;
-                    failed = Some(format!("message: {}", &msg.chars().take(300).collect::<String>()));
+                    failed = Some(format!(
+                        "message: {}",
+                        &msg.chars().take(300).collect::<String>()
+                    ));
                 }
             }
             Err(p) => {

@@ -243,7 +243,7 @@ pub fn check_header(path: &Path) -> Result<u64> {
                 format!("tensor '{name}' has ggml type {ty}, which is not supported")
             })?;
             let (block, bytes) = (dt.block_size() as u64, dt.type_size() as u64);
-            if elems % block != 0 {
+            if !elems.is_multiple_of(block) {
                 return Err(format!(
                     "tensor '{name}' has {elems} elements, not a multiple of its block of {block}"
                 ));

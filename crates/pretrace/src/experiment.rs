@@ -218,10 +218,10 @@ pub fn validate(f: &ExperimentFile) -> Result<(), String> {
             }
         }
         if lab.seq.is_some_and(|s| s < 2) {
-            return Err(format!("[lab] seq must be at least 2"));
+            return Err("[lab] seq must be at least 2".to_string());
         }
         if lab.lr.is_some_and(|x| !(x.is_finite() && x > 0.0)) {
-            return Err(format!("[lab] lr must be a positive number"));
+            return Err("[lab] lr must be a positive number".to_string());
         }
     }
     if let Some(l) = &f.extract.layers {
@@ -248,7 +248,7 @@ pub fn validate(f: &ExperimentFile) -> Result<(), String> {
         ));
     }
     if f.extract.batch_size == Some(0) {
-        return Err(format!("[extract] batch_size = 0: give at least 1"));
+        return Err("[extract] batch_size = 0: give at least 1".to_string());
     }
     if let Some(p) = f
         .probe
@@ -271,13 +271,13 @@ pub fn validate(f: &ExperimentFile) -> Result<(), String> {
         }
     }
     if f.infoplane.max_rows.is_some_and(|m| m < 2) {
-        return Err(format!("[infoplane] max_rows must be at least 2"));
+        return Err("[infoplane] max_rows must be at least 2".to_string());
     }
     if let Some(st) = &f.steer {
         if st.sources.is_empty() {
-            return Err(format!(
-                "[steer] sources is empty: give \"mid\", \"chat\" or checkpoint names"
-            ));
+            return Err(
+                "[steer] sources is empty: give \"mid\", \"chat\" or checkpoint names".to_string(),
+            );
         }
         if let Some(m) = st
             .method
@@ -289,9 +289,7 @@ pub fn validate(f: &ExperimentFile) -> Result<(), String> {
             ));
         }
         if st.alphas.is_empty() {
-            return Err(format!(
-                "[steer] alphas is empty: give the α magnitudes to try"
-            ));
+            return Err("[steer] alphas is empty: give the α magnitudes to try".to_string());
         }
         if let Some(a) = st.alphas.iter().find(|a| !a.is_finite()) {
             return Err(format!("[steer] alpha {a} is not a finite number"));

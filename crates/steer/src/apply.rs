@@ -23,7 +23,7 @@ impl Steer {
         positions: Positions,
     ) -> pretrace_model::Result<Steer> {
         let max = vector.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
-        if !alpha.is_finite() || !(alpha.abs() * max <= f32::MAX as f64) {
+        if !alpha.is_finite() || alpha.abs() * max > f32::MAX as f64 {
             return Err(pretrace_model::ModelError::Invalid(format!(
                 "steering alpha {alpha} is not usable: α·v must be a finite f32 (the vector's largest entry is {max:e}); give a finite alpha of moderate size"
             )));

@@ -53,7 +53,7 @@ pub fn control_vector(
         .values()
         .flatten()
         .fold(0f64, |m, &x| m.max((x as f64).abs()));
-    if !alpha.is_finite() || !(alpha.abs() as f64 * max <= f32::MAX as f64) {
+    if !alpha.is_finite() || alpha.abs() as f64 * max > f32::MAX as f64 {
         return Err(SteerError::Invalid(format!(
             "alpha {alpha} is not usable: α·v must be a finite f32 (the vectors' largest entry is {max:e}); give a finite alpha of moderate size"
         )));
