@@ -413,18 +413,21 @@ fn invalid_config_values_are_errors_at_load() {
     }
 }
 
-/// Rewrites one tensor of the fixture's model.safetensors with `value` at element 0.
-fn poison_weight(dir: &Path, value: f32) -> String {
+/// Rewrites tensor `name` of `dir`'s model.safetensors with `value` at element 0, or everywhere.
+fn poison_weight(dir: &Path, name: &str, value: f32, everywhere: bool) -> String {
     let p = dir.join("model.safetensors");
     let bytes = std::fs::read(&p).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let name = "model.layers.1.mlp.up_proj.weight".to_string();
+    let name = name.to_string();
     let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for n in st.names() {
         let t = st.tensor(n).unwrap();
         let mut data = t.data().to_vec();
         if *n == name {
-            data[..4].copy_from_slice(&value.to_le_bytes());
+            let upto = if everywhere { data.len() } else { 4 };
+            for c in data[..upto].chunks_exact_mut(4) {
+                c.copy_from_slice(&value.to_le_bytes());
+            }
         }
         tensors.push((n.to_string(), t.dtype(), t.shape().to_vec(), data));
     }
@@ -445,7 +448,7 @@ fn poison_weight(dir: &Path, value: f32) -> String {
 fn nan_or_inf_weights_are_an_error_naming_the_tensor() {
     for v in [f32::NAN, f32::INFINITY] {
         let d = llama_copy(&format!("nan-{}", v.is_nan()));
-        let name = poison_weight(&d, v);
+        let name = poison_weight(&d, "model.layers.1.mlp.up_proj.weight", v, false);
         let e = fails(&[
             "forward",
             "--model",
@@ -458,6 +461,47 @@ fn nan_or_inf_weights_are_an_error_naming_the_tensor() {
         assert!(e.contains(&name) && e.contains("model.safetensors"), "{e}");
         assert!(!d.join("o.st").exists());
     }
+}
+
+#[test]
+fn overflowing_activations_are_an_error_naming_dataset_row_and_block() {
+    // Finite weights so large that block 1's output overflows f32.
+    let d = scratch("overflow");
+    let ck = d.join("step0");
+    copy_dir(&golden("sweep/step0"), &ck);
+    poison_weight(
+        &ck,
+        "gpt_neox.layers.1.mlp.dense_4h_to_h.weight",
+        3e38,
+        true,
+    );
+    let store = d.join("store");
+    let data = golden("sweep/texts.csv");
+    let e = fails(&[
+        "extract",
+        "--checkpoints",
+        s(&ck),
+        "--data",
+        s(&data),
+        "--out",
+        s(&store),
+    ]);
+    assert!(
+        e.contains("dataset 'texts', row 1") && e.contains("after block 1"),
+        "{e}"
+    );
+    assert!(!store.join("step0/texts").exists(), "an entry was written");
+    // The same model run directly: the hook site and position are named.
+    let e = fails(&[
+        "forward",
+        "--model",
+        s(&ck),
+        "--text",
+        "hello",
+        "--out",
+        s(&d.join("o.st")),
+    ]);
+    assert!(e.contains("blocks.1.hook_resid_post"), "{e}");
 }
 
 fn vector_file(path: &Path, names: &[&str], d: usize, value: f32) {

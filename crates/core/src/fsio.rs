@@ -247,7 +247,17 @@ impl OutDir {
     }
 }
 
-/// The sha256 of a file, as lowercase hex.
+/// The sha256 of bytes, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The sha256 of a file, streamed, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String, FsError> {
     use sha2::Digest;
     use std::io::Read;
@@ -261,7 +271,7 @@ pub fn sha256_file(path: &Path) -> Result<String, FsError> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&h.finalize()))
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ mod fsio;
 mod text;
 
 pub use fsio::{
-    check_target, create_subdir, sha256_file, write_atomic, write_atomic_with, FsError, OutDir,
-    TMP_PREFIX,
+    check_target, create_subdir, sha256_file, sha256_hex, write_atomic, write_atomic_with, FsError,
+    OutDir, TMP_PREFIX,
 };
 pub use text::shown;
 

@@ -3,7 +3,6 @@
 
 use crate::error::{DataError, Result};
 use crate::table::{Table, Value};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -58,30 +57,16 @@ pub struct ReadOptions {
 pub const TEXT_COLUMNS: &[&str] = &["statement", "Question", "sentence", "text", "prompt"];
 
 /// Lower-case hex sha256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use pretrace_core::sha256_hex;
 
 /// sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut f =
-        std::fs::File::open(path).map_err(|e| DataError::at(path, format!("cannot open: {e}")))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| DataError::at(path, format!("cannot read: {e}")))?;
-        if n == 0 {
-            break;
+    pretrace_core::sha256_file(path).map_err(|e| match e {
+        pretrace_core::FsError::Io { op, source, .. } => {
+            DataError::at(path, format!("cannot {op}: {source}"))
         }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+        other => DataError::at(path, other.to_string()),
+    })
 }
 
 /// Parses a label cell: 0/1 as integers, strings, booleans or whole floats.

@@ -8,31 +8,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// SplitMix64: the project's deterministic generator (inputs are reproducible from seed and index).
-#[derive(Clone)]
-pub struct Rng(u64);
+/// The project's deterministic generator: inputs are reproducible from a seed and an index.
+pub use pretrace_data::builders::SplitMix64 as Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
-    }
+/// True with probability `p`.
+pub fn chance(rng: &mut Rng, p: f64) -> bool {
+    rng.next_f64() < p
+}
+
+/// `n` random bytes.
+pub fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n).map(|_| rng.next_u64() as u8).collect()
 }
 
 /// Numbers that break parsers: zero, one, sign and width boundaries, powers of two near 2⁶⁰.
@@ -103,7 +89,7 @@ pub fn mutate(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8], text: bool) {
         3 => {
             let i = rng.below(len + 1);
             let n = 1 + rng.below(16);
-            let ins = rng.bytes(n);
+            let ins = bytes(rng, n);
             data.splice(i..i, ins);
         }
         4 if len > 0 => {
@@ -113,7 +99,7 @@ pub fn mutate(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8], text: bool) {
         5 if len >= 8 => {
             // An interesting little-endian integer over 4 or 8 bytes (lengths, counts, offsets).
             let v = INTERESTING[rng.below(INTERESTING.len())];
-            let w = if rng.chance(0.5) { 4 } else { 8 };
+            let w = if chance(rng, 0.5) { 4 } else { 8 };
             let i = rng.below(len - w + 1);
             data[i..i + w].copy_from_slice(&v.to_le_bytes()[..w]);
         }
@@ -136,7 +122,7 @@ pub fn mutate(rng: &mut Rng, data: &mut Vec<u8>, other: &[u8], text: bool) {
         8 if len >= 8 => {
             // The safetensors / GGUF length prefix: the first 8 bytes.
             let v = INTERESTING[rng.below(INTERESTING.len())];
-            let w = if rng.chance(0.5) { 4 } else { 8 };
+            let w = if chance(rng, 0.5) { 4 } else { 8 };
             data[..w].copy_from_slice(&v.to_le_bytes()[..w]);
         }
         9 if len > 0 => {
@@ -284,7 +270,7 @@ pub fn run(
     let mut last_report = Instant::now();
     for k in first..first + inputs {
         let mut rng = Rng::new(seed ^ k.wrapping_mul(0xA24B_AED4_963E_E407));
-        let input = if seeds.is_empty() || rng.chance(0.3) {
+        let input = if seeds.is_empty() || chance(&mut rng, 0.3) {
             target.generate(&mut rng)
         } else {
             let mut d = seeds[rng.below(seeds.len())].clone();
@@ -378,7 +364,7 @@ mod tests {
         }
         fn generate(&self, rng: &mut Rng) -> Vec<u8> {
             let n = rng.below(8);
-            rng.bytes(n)
+            bytes(rng, n)
         }
         fn run(&self, input: &[u8]) -> Outcome {
             if input.len() > 40 {

@@ -384,7 +384,7 @@ impl Store {
             ACTIVATIONS.to_string(),
             crate::FileCheck {
                 bytes: bytes.len() as u64,
-                sha256: sha256_hex(&bytes),
+                sha256: pretrace_core::sha256_hex(&bytes),
             },
         );
         pretrace_core::write_atomic(&act, &bytes)?;
@@ -528,14 +528,6 @@ pub enum EntryState {
     Whole,
     /// Truncated, missing or damaged, with what is wrong.
     Broken(String),
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Tensor names and shapes from a safetensors header, reading only the header; an error says what

@@ -22,7 +22,7 @@ pub enum SweepError {
         limit: usize,
     },
     /// An activation is NaN or infinite: the weights or the config hold values that overflow.
-    #[error("checkpoint '{checkpoint}', dataset '{dataset}', row {row}: the activation after block {layer} is {value} (first non-finite layer of that row); the checkpoint's weights or config produce values that overflow")]
+    #[error("checkpoint '{checkpoint}', dataset '{dataset}', row {row}: the activation after block {layer} is {value} (the first block where it appears); the checkpoint's weights or config produce values that overflow")]
     NonFinite {
         checkpoint: String,
         dataset: String,

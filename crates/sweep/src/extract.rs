@@ -618,12 +618,14 @@ pub fn extract(
                                 rows.iter().map(|&i| job.ids[i].clone()).collect();
                             let batch = Batch::pad(&r, Padding::Right, 0)?;
                             let mut pool = PoolRows::new(sites.clone(), opts.pool);
-                            model.forward(
-                                &batch,
-                                &mut [&mut pool as &mut dyn Hook],
-                                Logits::None,
-                                None,
-                            )?;
+                            model
+                                .forward(
+                                    &batch,
+                                    &mut [&mut pool as &mut dyn Hook],
+                                    Logits::None,
+                                    None,
+                                )
+                                .map_err(|e| in_rows(e, &ck.name, job.ds, rows))?;
                             Ok(pool)
                         })
                         .collect::<Result<_>>()?;
@@ -650,6 +652,35 @@ pub fn extract(
         }
     }
     Ok(summary)
+}
+
+/// A model error on a batch of `rows` (indices into `ds`), with a non-finite activation turned
+/// into one naming the checkpoint, the dataset, the row in file order and the block.
+fn in_rows(
+    e: pretrace_model::ModelError,
+    checkpoint: &str,
+    ds: &Dataset,
+    rows: &[usize],
+) -> SweepError {
+    if let pretrace_model::ModelError::NonFinite {
+        site, row, value, ..
+    } = &e
+    {
+        let layer = site
+            .strip_prefix("blocks.")
+            .and_then(|r| r.split('.').next())
+            .and_then(|l| l.parse().ok());
+        if let (Some(r), Some(layer)) = (rows.get(*row).and_then(|&r| ds.rows.get(r)), layer) {
+            return SweepError::NonFinite {
+                checkpoint: checkpoint.to_string(),
+                dataset: ds.name.clone(),
+                row: r.id + 1,
+                layer,
+                value: *value,
+            };
+        }
+    }
+    e.into()
 }
 
 /// Memory the weights take in the compute dtype, from their stored size and dtype.
@@ -691,21 +722,6 @@ fn write_job(
             }
         }
         out.insert(l, m);
-    }
-    // A non-finite activation is an error naming the row and the first layer it appeared at,
-    // never a value stored as a result.
-    for r in 0..n {
-        for (&l, m) in &out {
-            if let Some(&value) = m[r * d..(r + 1) * d].iter().find(|v| !v.is_finite()) {
-                return Err(SweepError::NonFinite {
-                    checkpoint: job.manifest.checkpoint.name.clone(),
-                    dataset: job.ds.name.clone(),
-                    row: job.ds.rows[r].id + 1,
-                    layer: l,
-                    value,
-                });
-            }
-        }
     }
     let labels: Vec<i64> = job.ds.rows.iter().map(|r| r.label.unwrap_or(-1)).collect();
     let tokens: Vec<i64> = job.ids.iter().map(|v| v.len() as i64).collect();
