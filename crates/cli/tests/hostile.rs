@@ -486,10 +486,17 @@ fn overflowing_activations_are_an_error_naming_dataset_row_and_block() {
         "--out",
         s(&store),
     ]);
-    assert!(
-        e.contains("dataset 'texts', row 1") && e.contains("after block 1"),
-        "{e}"
-    );
+    // Every row overflows and batches run side by side: any row may be the one named, but it
+    // must be a row of the file.
+    let rows = std::fs::read_to_string(&data).unwrap().lines().count() - 1;
+    let row: usize = e
+        .split("dataset 'texts', row ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no row named: {e}"));
+    assert!((1..=rows).contains(&row), "{e}");
+    assert!(e.contains("after block 1"), "{e}");
     assert!(!store.join("step0/texts").exists(), "an entry was written");
     // The same model run directly: the hook site and position are named.
     let e = fails(&[
