@@ -172,6 +172,7 @@ pub fn finite_f32(s: &str) -> std::result::Result<f32, String> {
 }
 
 fn main() {
+    pretrace_core::quiet_contained_panics();
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());

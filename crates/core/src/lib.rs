@@ -9,9 +9,11 @@
 //! # Ok::<(), pretrace_core::FsError>(())
 //! ```
 
+mod contain;
 mod fsio;
 mod text;
 
+pub use contain::{contain, quiet_contained_panics};
 pub use fsio::{
     check_target, create_subdir, sha256_file, sha256_hex, write_atomic, write_atomic_with, FsError,
     OutDir, TMP_PREFIX,

@@ -14,8 +14,18 @@ impl DataError {
     pub fn at(path: &Path, msg: impl Into<String>) -> DataError {
         DataError::At {
             path: path.to_path_buf(),
-            msg: msg.into(),
+            msg: one_line(msg.into()),
         }
+    }
+}
+
+/// A message as it may be printed on one line: control characters (a newline in a cell, say)
+/// escaped, and at most 1,000 characters kept.
+fn one_line(msg: String) -> String {
+    if msg.len() <= 1000 && !msg.chars().any(char::is_control) {
+        msg
+    } else {
+        pretrace_core::shown(&msg, 1000)
     }
 }
 

@@ -396,6 +396,16 @@ fn table_from_batches(
 }
 
 fn read_arrow(path: &Path) -> Result<Table> {
+    // The Arrow reader panics on some malformed buffers; such a panic is an error naming the file.
+    pretrace_core::contain(|| read_arrow_inner(path)).map_err(|e| {
+        DataError::at(
+            path,
+            format!("not a readable Arrow IPC stream or file (the reader failed: {e}); the file is truncated or not Arrow"),
+        )
+    })?
+}
+
+fn read_arrow_inner(path: &Path) -> Result<Table> {
     let bad = |e: &dyn std::fmt::Display| {
         DataError::at(
             path,
@@ -432,6 +442,15 @@ fn read_arrow(path: &Path) -> Result<Table> {
 }
 
 fn read_parquet(path: &Path) -> Result<Table> {
+    pretrace_core::contain(|| read_parquet_inner(path)).map_err(|e| {
+        DataError::at(
+            path,
+            format!("not a readable Parquet file (the reader failed: {e}); the file is truncated or corrupt"),
+        )
+    })?
+}
+
+fn read_parquet_inner(path: &Path) -> Result<Table> {
     let bad = |e: &dyn std::fmt::Display| {
         DataError::at(
             path,

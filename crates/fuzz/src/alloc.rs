@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Largest single allocation a loader may request on the fuzzers' small inputs.
 pub const HARD_CAP: usize = 4 << 30;
 
+static CAP: AtomicU64 = AtomicU64::new(HARD_CAP as u64);
 static LIVE: AtomicU64 = AtomicU64::new(0);
 static PEAK: AtomicU64 = AtomicU64::new(0);
 static BASE: AtomicU64 = AtomicU64::new(0);
@@ -24,6 +25,16 @@ pub struct Counting;
 fn add(n: usize) {
     let live = LIVE.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
     PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+/// Lowers (or restores) the largest single allocation let through, to find the input and the call
+/// behind a large one (run under a debugger: the process aborts at the request).
+pub fn set_cap(bytes: usize) {
+    CAP.store(bytes.min(HARD_CAP) as u64, Ordering::Relaxed);
+}
+
+fn over_cap(size: usize) -> bool {
+    size as u64 > CAP.load(Ordering::Relaxed)
 }
 
 fn oversize(size: usize) -> ! {
@@ -42,7 +53,7 @@ fn oversize(size: usize) -> ! {
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > HARD_CAP {
+        if over_cap(layout.size()) {
             oversize(layout.size());
         }
         ACTIVE.store(1, Ordering::Relaxed);
@@ -53,7 +64,7 @@ unsafe impl GlobalAlloc for Counting {
         p
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > HARD_CAP {
+        if over_cap(layout.size()) {
             oversize(layout.size());
         }
         let p = System.alloc_zeroed(layout);
@@ -67,7 +78,7 @@ unsafe impl GlobalAlloc for Counting {
         LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > HARD_CAP {
+        if over_cap(new_size) {
             oversize(new_size);
         }
         let p = System.realloc(ptr, layout, new_size);

@@ -210,6 +210,8 @@ pub struct Report {
     /// Inputs that allocated more than the bound (16 × input size + 256 MiB).
     pub over_allocations: u64,
     pub largest_peak_bytes: u64,
+    /// The input that allocated the most.
+    pub largest_peak_input: u64,
     pub slowest_ms: f64,
     pub seconds: f64,
     /// Files of the inputs that failed, kept for reproduction.
@@ -264,8 +266,13 @@ pub fn run(
             std::process::exit(3);
         }
     });
+    // With PRETRACE_FUZZ_TRACE set, each input is named and saved before it runs and panics print,
+    // for finding an input that ends the process (an abort).
+    let trace = std::env::var_os("PRETRACE_FUZZ_TRACE").is_some();
     let prev_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    if !trace {
+        std::panic::set_hook(Box::new(|_| {}));
+    }
     let seeds = target.seeds();
     let mut last_report = Instant::now();
     for k in first..first + inputs {
@@ -280,6 +287,12 @@ pub fn run(
             }
             d
         };
+        if trace {
+            eprintln!("{}: input #{k}", target.name());
+            let f =
+                std::env::temp_dir().join(format!("pretrace-fuzz-{}-current.bin", target.name()));
+            let _ = std::fs::write(f, &input);
+        }
         STARTED_MS.store(now_ms(t0), Ordering::Relaxed);
         CURRENT.store(k, Ordering::Relaxed);
         alloc::start_input(k);
@@ -290,7 +303,10 @@ pub fn run(
         CURRENT.store(u64::MAX, Ordering::Relaxed);
         rep.inputs += 1;
         rep.slowest_ms = rep.slowest_ms.max(ms);
-        rep.largest_peak_bytes = rep.largest_peak_bytes.max(peak);
+        if peak > rep.largest_peak_bytes {
+            rep.largest_peak_bytes = peak;
+            rep.largest_peak_input = k;
+        }
         let mut failed = None;
         match res {
             Ok(Outcome::Ok) => rep.ok += 1,

@@ -82,19 +82,29 @@ impl ModelError {
     pub(crate) fn config(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         ModelError::Config {
             path: path.into(),
-            msg: msg.into(),
+            msg: one_line_msg(msg.into()),
         }
     }
     pub(crate) fn weights(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         ModelError::Weights {
             path: path.into(),
-            msg: msg.into(),
+            msg: one_line_msg(msg.into()),
         }
     }
     pub(crate) fn tokenizer(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         ModelError::Tokenizer {
             path: path.into(),
-            msg: msg.into(),
+            msg: one_line_msg(msg.into()),
         }
+    }
+}
+
+/// A message as it may be printed on one line: control characters (a newline from a file's
+/// contents, say) escaped, and at most 1,000 characters kept.
+fn one_line_msg(msg: String) -> String {
+    if msg.len() <= 1000 && !msg.chars().any(char::is_control) {
+        msg
+    } else {
+        pretrace_core::shown(&msg, 1000)
     }
 }

@@ -233,6 +233,9 @@ pub fn check_header(path: &Path) -> Result<u64> {
                 } else {
                     c.u64()?
                 };
+                if d == 0 {
+                    return Err(format!("tensor '{name}' has a dimension of 0"));
+                }
                 elems = elems
                     .checked_mul(d)
                     .filter(|&e| e <= MAX_TENSOR_ELEMS)

@@ -22,15 +22,29 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+/// A tokenizer JSON document parsed by the tokenizers crate, with its syntax checked first (the
+/// crate panics on some malformed documents; a panic left is contained) and its message made one
+/// line.
+fn parse(json: &str) -> std::result::Result<tokenizers::Tokenizer, String> {
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
+        return Err(format!("not JSON: {e}"));
+    }
+    pretrace_core::contain(|| json.parse::<tokenizers::Tokenizer>())
+        .map_err(|e| format!("the tokenizer failed: {e}"))?
+        .map_err(|e| pretrace_core::shown(&e.to_string(), 200))
+}
+
 impl Tokenizer {
     /// Loads a `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Tokenizer> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ModelError::tokenizer(path, format!("cannot read tokenizer.json as text: {e}"))
+        })?;
+        let inner = parse(&text).map_err(|e| {
             ModelError::tokenizer(
                 path,
                 format!(
-                    "not a valid tokenizer.json ({}); re-download it from the model repository",
-                    pretrace_core::shown(&e.to_string(), 200)
+                    "not a valid tokenizer.json ({e}); re-download it from the model repository"
                 ),
             )
         })?;
@@ -56,9 +70,7 @@ impl Tokenizer {
 
     /// Builds from a tokenizer JSON document (used for GGUF metadata).
     pub fn from_json(origin: &Path, json: &str) -> Result<Tokenizer> {
-        let inner: tokenizers::Tokenizer = json
-            .parse()
-            .map_err(|e: tokenizers::Error| ModelError::tokenizer(origin, format!("cannot build the tokenizer from the file's metadata ({}); put a tokenizer.json beside it", pretrace_core::shown(&e.to_string(), 200))))?;
+        let inner = parse(json).map_err(|e| ModelError::tokenizer(origin, format!("cannot build the tokenizer from the file's metadata ({e}); put a tokenizer.json beside it")))?;
         Tokenizer::checked(inner, origin)
     }
 
@@ -70,7 +82,7 @@ impl Tokenizer {
     /// Token ids of `text`, with or without the special tokens (transformers'
     /// `add_special_tokens`; lm-evaluation-harness scores causal models without them).
     pub fn encode_with(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| {
+        let bad = |e: String| {
             ModelError::tokenizer(
                 &self.origin,
                 format!(
@@ -78,15 +90,24 @@ impl Tokenizer {
                     pretrace_core::shown(&format!("{text:?}"), 80)
                 ),
             )
-        })?;
+        };
+        let enc = pretrace_core::contain(|| self.inner.encode(text, add_special_tokens))
+            .map_err(|e| bad(format!("the tokenizer failed: {e}")))?
+            .map_err(|e| bad(pretrace_core::shown(&e.to_string(), 200)))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of `ids` (special tokens kept, as transformers' `decode` does by default).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, false)
-            .map_err(|e| ModelError::tokenizer(&self.origin, format!("cannot decode {ids:?}: {e}")))
+        let bad = |e: String| {
+            ModelError::tokenizer(
+                &self.origin,
+                pretrace_core::shown(&format!("cannot decode {ids:?}: {e}"), 300),
+            )
+        };
+        pretrace_core::contain(|| self.inner.decode(ids, false))
+            .map_err(|e| bad(format!("the tokenizer failed: {e}")))?
+            .map_err(|e| bad(e.to_string()))
     }
 
     /// Number of tokens including added ones.

@@ -185,9 +185,21 @@ impl Weights {
                 }
                 Backing::Safetensors(st)
             } else {
-                let pth = candle_core::pickle::PthTensors::new(path, None)
-                    .map_err(|e| ModelError::weights(path, format!("not a readable PyTorch checkpoint ({}); the file is truncated or corrupt, re-download it", crate::error::one_line(&e))))?;
+                let unreadable = |e: String| {
+                    ModelError::weights(path, format!("not a readable PyTorch checkpoint ({e}); the file is truncated or corrupt, re-download it"))
+                };
+                let mut archive = std::fs::File::open(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|f| zip::ZipArchive::new(f).map_err(|e| e.to_string()))
+                    .map_err(unreadable)?;
+                check_pickles(&mut archive).map_err(unreadable)?;
+                let pth =
+                    pretrace_core::contain(|| candle_core::pickle::PthTensors::new(path, None))
+                        .map_err(|e| format!("the unpickler failed: {e}"))
+                        .and_then(|r| r.map_err(|e| crate::error::one_line(&e)))
+                        .map_err(unreadable)?;
                 for (name, info) in pth.tensor_infos() {
+                    check_pth_extent(path, &mut archive, info)?;
                     w.insert(
                         name.clone(),
                         w.files.len(),
@@ -309,7 +321,15 @@ impl Weights {
         };
         let t = match backing {
             Backing::Safetensors(st) => st.load(name, &Device::Cpu).map_err(read_err)?,
-            Backing::Pth(p) => p.get(name).map_err(read_err)?.ok_or_else(|| {
+            Backing::Pth(p) => pretrace_core::contain(|| p.get(name))
+                .map_err(|e| {
+                    ModelError::weights(
+                        path,
+                        format!("cannot read tensor '{name}' (the reader failed: {e}); the file is truncated or corrupt"),
+                    )
+                })?
+                .map_err(read_err)?
+                .ok_or_else(|| {
                 ModelError::weights(path, format!("tensor '{name}' vanished from the file"))
             })?,
             Backing::Memory(m) => m[name].clone(),
@@ -404,4 +424,220 @@ fn st_dtype(d: safetensors::Dtype) -> Option<DType> {
         S::F64 => Some(DType::F64),
         _ => None,
     }
+}
+
+/// A `.bin` tensor's declared shape, offset and dtype must fit in its storage record in the archive:
+/// candle allocates the whole tensor from the pickle's numbers before reading a byte.
+fn check_pth_extent<R: std::io::Read + std::io::Seek>(
+    path: &Path,
+    archive: &mut zip::ZipArchive<R>,
+    info: &candle_core::pickle::TensorInfo,
+) -> Result<()> {
+    let name = pretrace_core::shown(&info.name, 80);
+    let bad = |msg: String| {
+        ModelError::weights(
+            path,
+            format!("tensor '{name}' {msg}; the file is truncated or corrupt, re-download it"),
+        )
+    };
+    let elem = info.dtype.size_in_bytes() as u64;
+    let elems = info
+        .layout
+        .dims()
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+        .ok_or_else(|| {
+            bad(format!(
+                "declares a shape {:?} too large to hold",
+                info.layout.dims()
+            ))
+        })?;
+    let need = elems
+        .checked_add(info.layout.start_offset() as u64)
+        .and_then(|n| n.checked_mul(elem))
+        .ok_or_else(|| {
+            bad(format!(
+                "declares a shape {:?} too large to hold",
+                info.layout.dims()
+            ))
+        })?;
+    let have = archive
+        .index_for_name(&info.path)
+        .and_then(|i| archive.by_index_raw(i).ok().map(|f| f.size()));
+    match have {
+        None => Err(bad(format!(
+            "is stored in '{}', which the archive does not hold",
+            pretrace_core::shown(&info.path, 80)
+        ))),
+        Some(have) if need > have => Err(bad(format!(
+            "needs {need} bytes of storage '{}' (shape {:?}), which holds {have}",
+            pretrace_core::shown(&info.path, 80),
+            info.layout.dims()
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Walks each `data.pkl` of a PyTorch archive over the opcodes candle's unpickler reads, checking
+/// that every length-prefixed string fits in the pickle: the unpickler allocates a string's
+/// declared length before reading it.
+fn check_pickles<R: std::io::Read + std::io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+) -> std::result::Result<(), String> {
+    use std::io::Read;
+    const MAX_PICKLE: u64 = 1 << 30;
+    for i in 0..archive.len() {
+        let mut f = archive.by_index(i).map_err(|e| e.to_string())?;
+        if !f.name_raw().ends_with(b"data.pkl") {
+            continue;
+        }
+        let name = pretrace_core::shown(&String::from_utf8_lossy(f.name_raw()), 80);
+        if f.size() > MAX_PICKLE {
+            return Err(format!("'{name}' declares {} bytes", f.size()));
+        }
+        let mut b = Vec::new();
+        (&mut f)
+            .take(MAX_PICKLE)
+            .read_to_end(&mut b)
+            .map_err(|e| format!("'{name}': {e}"))?;
+        walk_pickle(&b).map_err(|e| format!("'{name}': {e}"))?;
+    }
+    Ok(())
+}
+
+/// Follows a pickle over the opcodes candle's unpickler knows, keeping for each stack slot and memo
+/// entry the number of objects it holds. A string longer than the rest of the pickle, or a pickle
+/// whose memo copies would build far more objects than it has bytes (candle clones a memo entry
+/// on every get, so a few bytes can build an exponential tree), is refused before it is run.
+fn walk_pickle(b: &[u8]) -> std::result::Result<(), String> {
+    const MARK: u64 = u64::MAX;
+    let limit = 4 * b.len() as u64 + 100_000;
+    let mut stack: Vec<u64> = Vec::new();
+    let mut memo: HashMap<u32, u64> = HashMap::new();
+    let mut built: u64 = 0;
+    let mut at = 0usize;
+    let arg = |at: usize, n: usize| -> u32 {
+        let mut v = [0u8; 4];
+        if let Some(s) = b.get(at..at + n) {
+            v[..n].copy_from_slice(s);
+        }
+        u32::from_le_bytes(v)
+    };
+    // Pops down to the last MARK (or everything), returning the objects popped.
+    fn to_mark(stack: &mut Vec<u64>) -> u64 {
+        let mut sum = 0u64;
+        while let Some(x) = stack.pop() {
+            if x == MARK {
+                break;
+            }
+            sum = sum.saturating_add(x);
+        }
+        sum
+    }
+    fn pop(stack: &mut Vec<u64>, n: usize) -> u64 {
+        (0..n)
+            .map(|_| stack.pop().filter(|&x| x != MARK).unwrap_or(0))
+            .fold(0u64, u64::saturating_add)
+    }
+    fn add_to_top(stack: &mut [u64], n: u64) {
+        if let Some(t) = stack.last_mut().filter(|t| **t != MARK) {
+            *t = t.saturating_add(n);
+        }
+    }
+    while at < b.len() {
+        let op = b[at];
+        at += 1;
+        let mut push = None;
+        match op {
+            0x80 => at += 1,
+            b'K' => (at, push) = (at + 1, Some(1)),
+            b'M' => (at, push) = (at + 2, Some(1)),
+            b'J' => (at, push) = (at + 4, Some(1)),
+            b'G' => (at, push) = (at + 8, Some(1)),
+            0x8a => {
+                at += 1 + b.get(at).copied().unwrap_or(0) as usize;
+                push = Some(1);
+            }
+            b'c' => {
+                for _ in 0..2 {
+                    match b.get(at..).and_then(|r| r.iter().position(|&c| c == b'\n')) {
+                        Some(n) => at += n + 1,
+                        None => {
+                            return Err(format!("a GLOBAL opcode at byte {} has no name", at - 1))
+                        }
+                    }
+                }
+                push = Some(1);
+            }
+            b'X' => {
+                let len = arg(at, 4) as usize;
+                at += 4;
+                if len > b.len().saturating_sub(at) {
+                    return Err(format!(
+                        "a string at byte {} declares {len} bytes, past the end of the pickle",
+                        at - 5
+                    ));
+                }
+                at += len;
+                push = Some(1);
+            }
+            b'N' | 0x88 | 0x89 | b'}' | b']' | b')' => push = Some(1),
+            b'(' => stack.push(MARK),
+            b't' | b'd' => push = Some(to_mark(&mut stack).saturating_add(1)),
+            0x85 => push = Some(pop(&mut stack, 1).saturating_add(1)),
+            0x86 => push = Some(pop(&mut stack, 2).saturating_add(1)),
+            0x87 => push = Some(pop(&mut stack, 3).saturating_add(1)),
+            b'Q' => push = Some(pop(&mut stack, 1).saturating_add(1)),
+            b'R' | 0x81 => push = Some(pop(&mut stack, 2).saturating_add(1)),
+            b'b' => push = Some(pop(&mut stack, 2)),
+            b'a' => {
+                let n = pop(&mut stack, 1);
+                add_to_top(&mut stack, n);
+            }
+            b's' => {
+                let n = pop(&mut stack, 2);
+                add_to_top(&mut stack, n);
+            }
+            b'e' | b'u' => {
+                let n = to_mark(&mut stack);
+                add_to_top(&mut stack, n);
+            }
+            b'h' | b'j' => {
+                let (key, n) = if op == b'h' {
+                    (arg(at, 1), 1)
+                } else {
+                    (arg(at, 4), 4)
+                };
+                at += n;
+                let n = memo.get(&key).copied().unwrap_or(1);
+                // A get clones the entry: all of its objects are built again.
+                built = built.saturating_add(n.saturating_sub(1));
+                push = Some(n);
+            }
+            b'q' | b'r' => {
+                let (key, n) = if op == b'q' {
+                    (arg(at, 1), 1)
+                } else {
+                    (arg(at, 4), 4)
+                };
+                at += n;
+                if let Some(&t) = stack.last().filter(|t| **t != MARK) {
+                    memo.insert(key, t);
+                }
+            }
+            b'.' => break,
+            // An opcode candle does not know: it reports it.
+            _ => break,
+        }
+        if let Some(n) = push {
+            built = built.saturating_add(1);
+            if built > limit {
+                return Err(format!(
+                    "the pickle builds more than {limit} objects by byte {at} (memo copies of copies); it is not a checkpoint's"
+                ));
+            }
+            stack.push(n);
+        }
+    }
+    Ok(())
 }

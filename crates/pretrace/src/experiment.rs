@@ -36,12 +36,12 @@ impl ExperimentFile {
             ExperimentError::Parse {
                 file: file.to_string(),
                 at,
-                msg: e.message().trim().to_string(),
+                msg: pretrace_core::shown(e.message().trim(), 1000),
             }
         })?;
         validate(&f).map_err(|msg| ExperimentError::Invalid {
             file: file.to_string(),
-            msg,
+            msg: pretrace_core::shown(&msg, 1000),
         })?;
         Ok(f)
     }
