@@ -191,7 +191,7 @@ pub fn safetensors_variant(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
         mutate_json(&mut v, &mut u, &words);
     }
     let mut h = serde_json::to_vec(&v).unwrap_or_default();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut len = h.len() as u64;

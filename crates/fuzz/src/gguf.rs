@@ -135,7 +135,7 @@ impl Doc {
             out.extend_from_slice(&t.offset.to_le_bytes());
         }
         let a = self.alignment.clamp(1, 1 << 16) as usize;
-        while out.len() % a != 0 {
+        while !out.len().is_multiple_of(a) {
             out.push(0);
         }
         out.extend_from_slice(&self.data);
@@ -262,7 +262,7 @@ pub fn llama_seed(st: &[u8], tokenizer_json: &str, config: &serde_json::Value) -
             .collect();
         let name = gguf_name(hf)?;
         let dims: Vec<u64> = t.shape().iter().rev().map(|&d| d as u64).collect();
-        let (ggml_type, raw) = if name.ends_with("ffn_down.weight") && dims[0] % 32 == 0 {
+        let (ggml_type, raw) = if name.ends_with("ffn_down.weight") && dims[0].is_multiple_of(32) {
             let mut raw = Vec::new();
             for block in vals.chunks(32) {
                 let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
@@ -279,7 +279,7 @@ pub fn llama_seed(st: &[u8], tokenizer_json: &str, config: &serde_json::Value) -
         } else {
             (0, vals.iter().flat_map(|x| x.to_le_bytes()).collect())
         };
-        while doc.data.len() % 32 != 0 {
+        while !doc.data.len().is_multiple_of(32) {
             doc.data.push(0);
         }
         doc.tensors.push(Info {
