@@ -709,3 +709,101 @@ fn experiment_values_are_checked_by_a_dry_run() {
         assert!(!d.join("out").exists(), "a dry run wrote something");
     }
 }
+
+#[test]
+fn a_gguf_tensor_with_a_zero_dimension_is_an_error() {
+    let d = scratch("gguf0");
+    let p = d.join("m.gguf");
+    std::fs::write(&p, gguf_with_dims(&[0, 32])).unwrap();
+    let e = fails(&["info", "--model", s(&p)]);
+    assert!(e.contains("m.gguf") && e.contains("dimension of 0"), "{e}");
+}
+
+/// The entries of a PyTorch zip checkpoint, in order.
+fn zip_entries(p: &Path) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut z = zip::ZipArchive::new(std::fs::File::open(p).unwrap()).unwrap();
+    (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).unwrap();
+            let mut b = Vec::new();
+            f.read_to_end(&mut b).unwrap();
+            (f.name().unwrap().to_string(), b)
+        })
+        .collect()
+}
+
+fn write_zip(p: &Path, entries: &[(String, Vec<u8>)]) {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::fs::File::create(p).unwrap());
+    let o =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (n, b) in entries {
+        w.start_file(n.as_str(), o).unwrap();
+        w.write_all(b).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn bin_copy(name: &str) -> PathBuf {
+    let d = scratch(name).join("bin");
+    copy_dir(&golden("llama_gqa/bin"), &d);
+    d
+}
+
+#[test]
+fn a_bin_storage_smaller_than_its_tensor_is_refused_before_reading() {
+    let d = bin_copy("bin-extent");
+    let p = d.join("pytorch_model.bin");
+    let mut e = zip_entries(&p);
+    let storage = e.iter_mut().find(|(n, _)| n.ends_with("data/0")).unwrap();
+    storage.1.truncate(100);
+    write_zip(&p, &e);
+    let err = fails(&["info", "--model", s(&d)]);
+    assert!(
+        err.contains("pytorch_model.bin")
+            && err.contains("data/0")
+            && err.contains("which holds 100"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_pickle_string_longer_than_the_pickle_is_refused() {
+    let d = bin_copy("bin-string");
+    let p = d.join("pytorch_model.bin");
+    let mut e = zip_entries(&p);
+    let pkl = e.iter_mut().find(|(n, _)| n.ends_with("data.pkl")).unwrap();
+    // After PROTO 2: a BINUNICODE declaring 4 GiB.
+    pkl.1.splice(2..2, [b'X', 0xf0, 0xff, 0xff, 0xff]);
+    write_zip(&p, &e);
+    let err = fails(&["info", "--model", s(&d)]);
+    assert!(
+        err.contains("pytorch_model.bin") && err.contains("past the end of the pickle"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_pickle_that_copies_its_memo_exponentially_is_refused() {
+    let d = bin_copy("bin-memo");
+    let p = d.join("pytorch_model.bin");
+    let mut e = zip_entries(&p);
+    // A list, then forty rounds of "pair the memo entry with itself and memoize the pair": 2^40
+    // objects from 200 bytes, were each get to be cloned.
+    let mut bomb = vec![0x80, 2, b']', b'q', 0];
+    for _ in 0..40 {
+        bomb.extend_from_slice(&[b'h', 0, b'h', 0, 0x86, b'q', 0]);
+    }
+    bomb.push(b'.');
+    e.iter_mut()
+        .find(|(n, _)| n.ends_with("data.pkl"))
+        .unwrap()
+        .1 = bomb;
+    write_zip(&p, &e);
+    let err = fails(&["info", "--model", s(&d)]);
+    assert!(
+        err.contains("pytorch_model.bin") && err.contains("objects"),
+        "{err}"
+    );
+}

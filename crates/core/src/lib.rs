@@ -18,7 +18,7 @@ pub use fsio::{
     check_target, create_subdir, sha256_file, sha256_hex, write_atomic, write_atomic_with, FsError,
     OutDir, TMP_PREFIX,
 };
-pub use text::shown;
+pub use text::{one_line, shown, shown_path};
 
 /// How many worker threads a request may ask for: a generous multiple of the cores, beyond which
 /// threads only contend.

@@ -20,6 +20,22 @@ pub fn shown(s: &str, max: usize) -> String {
     out
 }
 
+/// A path as it may appear in a one-line message (see [`shown`]; at most 300 characters).
+pub fn shown_path(p: &std::path::Path) -> String {
+    shown(&p.display().to_string(), 300)
+}
+
+/// A message made one line: control characters escaped and at most 1,000 characters kept.
+/// Messages quote file contents (a cell, a dtype, a key); this keeps a newline in them from
+/// breaking the one-line error.
+pub fn one_line(msg: &str) -> std::borrow::Cow<'_, str> {
+    if msg.chars().count() <= 1000 && !msg.chars().any(char::is_control) {
+        std::borrow::Cow::Borrowed(msg)
+    } else {
+        std::borrow::Cow::Owned(shown(msg, 1000))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::shown;

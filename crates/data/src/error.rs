@@ -4,9 +4,13 @@ use std::path::{Path, PathBuf};
 /// row and the column.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{}: {msg}", path.display())]
+    #[error(
+        "{}: {}",
+        pretrace_core::shown_path(path),
+        pretrace_core::one_line(msg)
+    )]
     At { path: PathBuf, msg: String },
-    #[error("{0}")]
+    #[error("{}", pretrace_core::one_line(.0))]
     Invalid(String),
 }
 
@@ -14,18 +18,8 @@ impl DataError {
     pub fn at(path: &Path, msg: impl Into<String>) -> DataError {
         DataError::At {
             path: path.to_path_buf(),
-            msg: one_line(msg.into()),
+            msg: msg.into(),
         }
-    }
-}
-
-/// A message as it may be printed on one line: control characters (a newline in a cell, say)
-/// escaped, and at most 1,000 characters kept.
-fn one_line(msg: String) -> String {
-    if msg.len() <= 1000 && !msg.chars().any(char::is_control) {
-        msg
-    } else {
-        pretrace_core::shown(&msg, 1000)
     }
 }
 

@@ -224,6 +224,22 @@ pub fn allocation_bound(input_len: usize) -> u64 {
     16 * input_len as u64 + (256 << 20)
 }
 
+/// Input `k` of a run with `seed`: a structured input (30%) or 1–4 mutations of a seed file.
+pub fn input(target: &dyn Target, seed: u64, k: u64) -> Vec<u8> {
+    let seeds = target.seeds();
+    let mut rng = Rng::new(seed ^ k.wrapping_mul(0xA24B_AED4_963E_E407));
+    if seeds.is_empty() || chance(&mut rng, 0.3) {
+        target.generate(&mut rng)
+    } else {
+        let mut d = seeds[rng.below(seeds.len())].clone();
+        let other = &seeds[rng.below(seeds.len())];
+        for _ in 0..1 + rng.below(4) {
+            mutate(&mut rng, &mut d, other, target.text());
+        }
+        d
+    }
+}
+
 static CURRENT: AtomicU64 = AtomicU64::new(u64::MAX);
 static STARTED_MS: AtomicU64 = AtomicU64::new(0);
 
@@ -273,20 +289,9 @@ pub fn run(
     if !trace {
         std::panic::set_hook(Box::new(|_| {}));
     }
-    let seeds = target.seeds();
     let mut last_report = Instant::now();
     for k in first..first + inputs {
-        let mut rng = Rng::new(seed ^ k.wrapping_mul(0xA24B_AED4_963E_E407));
-        let input = if seeds.is_empty() || chance(&mut rng, 0.3) {
-            target.generate(&mut rng)
-        } else {
-            let mut d = seeds[rng.below(seeds.len())].clone();
-            let other = &seeds[rng.below(seeds.len())];
-            for _ in 0..1 + rng.below(4) {
-                mutate(&mut rng, &mut d, other, target.text());
-            }
-            d
-        };
+        let input = input(target, seed, k);
         if trace {
             eprintln!("{}: input #{k}", target.name());
             let f =

@@ -10,13 +10,21 @@ pub enum ModelError {
     #[error("{}: no such file or directory; give a checkpoint directory (config.json + weights) or a .gguf file", .0.display())]
     NotFound(PathBuf),
     /// config.json (or GGUF metadata) is missing, malformed or describes something unsupported.
-    #[error("{}: {msg}", path.display())]
+    #[error(
+        "{}: {}",
+        pretrace_core::shown_path(path),
+        pretrace_core::one_line(msg)
+    )]
     Config { path: PathBuf, msg: String },
     /// A weight file could not be read.
-    #[error("{}: {msg}", path.display())]
+    #[error(
+        "{}: {}",
+        pretrace_core::shown_path(path),
+        pretrace_core::one_line(msg)
+    )]
     Weights { path: PathBuf, msg: String },
     /// A tensor the architecture needs is absent.
-    #[error("{}: tensor '{name}' is missing (expected shape {expected:?}); the checkpoint is incomplete or not a {arch} checkpoint", path.display())]
+    #[error("{}: tensor '{name}' is missing (expected shape {expected:?}); the checkpoint is incomplete or not a {arch} checkpoint", pretrace_core::shown_path(path))]
     MissingTensor {
         path: PathBuf,
         name: String,
@@ -24,7 +32,7 @@ pub enum ModelError {
         arch: String,
     },
     /// A tensor has the wrong shape for the configuration.
-    #[error("{}: tensor '{name}' has shape {found:?}, expected {expected:?} from config.json; the weights do not match the config", path.display())]
+    #[error("{}: tensor '{}' has shape {found:?}, expected {expected:?} from config.json; the weights do not match the config", pretrace_core::shown_path(path), pretrace_core::shown(name, 80))]
     ShapeMismatch {
         path: PathBuf,
         name: String,
@@ -32,7 +40,7 @@ pub enum ModelError {
         found: Vec<usize>,
     },
     /// Tensors in the checkpoint that no part of the architecture uses.
-    #[error("{}: {count} tensor(s) are not used by the {arch} architecture (first: '{first}'); the checkpoint does not match config.json", path.display())]
+    #[error("{}: {count} tensor(s) are not used by the {arch} architecture (first: '{}'); the checkpoint does not match config.json", pretrace_core::shown_path(path), pretrace_core::shown(first, 80))]
     UnusedTensors {
         path: PathBuf,
         arch: String,
@@ -40,10 +48,14 @@ pub enum ModelError {
         first: String,
     },
     /// The tokenizer could not be loaded or does not fit the model.
-    #[error("{}: {msg}", path.display())]
+    #[error(
+        "{}: {}",
+        pretrace_core::shown_path(path),
+        pretrace_core::one_line(msg)
+    )]
     Tokenizer { path: PathBuf, msg: String },
     /// A request that cannot be served (bad site name, empty input, out-of-range layer...).
-    #[error("{0}")]
+    #[error("{}", pretrace_core::one_line(.0))]
     Invalid(String),
     /// A value in the residual stream or the logits is NaN or infinite.
     #[error("{site} is {value} at batch row {row}, position {position}: the weights, config or an intervention (steering α) produce values that overflow")]
@@ -69,7 +81,9 @@ pub fn one_line(e: &candle_core::Error) -> String {
     let s = match e {
         E::WithBacktrace { inner, .. } => return one_line(inner),
         E::Context { inner, context } => format!("{context}: {}", one_line(inner)),
-        E::WithPath { inner, path } => format!("{}: {}", path.display(), one_line(inner)),
+        E::WithPath { inner, path } => {
+            format!("{}: {}", pretrace_core::shown_path(path), one_line(inner))
+        }
         other => other.to_string(),
     };
     pretrace_core::shown(&s.replace('\n', "; "), 300)
@@ -82,29 +96,19 @@ impl ModelError {
     pub(crate) fn config(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         ModelError::Config {
             path: path.into(),
-            msg: one_line_msg(msg.into()),
+            msg: msg.into(),
         }
     }
     pub(crate) fn weights(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         ModelError::Weights {
             path: path.into(),
-            msg: one_line_msg(msg.into()),
+            msg: msg.into(),
         }
     }
     pub(crate) fn tokenizer(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         ModelError::Tokenizer {
             path: path.into(),
-            msg: one_line_msg(msg.into()),
+            msg: msg.into(),
         }
-    }
-}
-
-/// A message as it may be printed on one line: control characters (a newline from a file's
-/// contents, say) escaped, and at most 1,000 characters kept.
-fn one_line_msg(msg: String) -> String {
-    if msg.len() <= 1000 && !msg.chars().any(char::is_control) {
-        msg
-    } else {
-        pretrace_core::shown(&msg, 1000)
     }
 }

@@ -500,7 +500,10 @@ fn hf_name(name: &str) -> String {
 /// `w.reshape(heads, rows/heads/2, 2, cols).swapaxes(1, 2)` (transformers' `reverse_permute_weights`).
 pub fn unpermute_qk(w: &Tensor, heads: usize) -> Result<Tensor> {
     let (rows, cols) = w.dims2()?;
-    if heads == 0 || !rows.is_multiple_of(2 * heads) {
+    if heads
+        .checked_mul(2)
+        .is_none_or(|h2| h2 == 0 || !rows.is_multiple_of(h2))
+    {
         return Err(ModelError::Invalid(format!(
             "cannot un-permute a [{rows}, {cols}] q/k weight over {heads} heads"
         )));

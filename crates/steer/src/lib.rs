@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SteerError {
-    #[error("{0}")]
+    #[error("{}", pretrace_core::one_line(.0))]
     Invalid(String),
 }
 

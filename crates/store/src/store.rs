@@ -18,10 +18,18 @@ const TMP_PREFIX: &str = pretrace_core::TMP_PREFIX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{}: {msg}", path.display())]
+    #[error(
+        "{}: {}",
+        pretrace_core::shown_path(path),
+        pretrace_core::one_line(msg)
+    )]
     At { path: PathBuf, msg: String },
     /// A manifest that cannot be parsed (truncated, damaged): its entry is to be redone.
-    #[error("{}: {msg}", path.display())]
+    #[error(
+        "{}: {}",
+        pretrace_core::shown_path(path),
+        pretrace_core::one_line(msg)
+    )]
     BadManifest { path: PathBuf, msg: String },
     /// A write was refused or failed (see [`pretrace_core::FsError`]).
     #[error(transparent)]

@@ -9,9 +9,13 @@ pub enum SweepError {
     Data(#[from] pretrace_data::DataError),
     #[error(transparent)]
     Store(#[from] pretrace_store::StoreError),
-    #[error("{}: {msg}", path.display())]
+    #[error(
+        "{}: {}",
+        pretrace_core::shown_path(path),
+        pretrace_core::one_line(msg)
+    )]
     At { path: PathBuf, msg: String },
-    #[error("{0}")]
+    #[error("{}", pretrace_core::one_line(.0))]
     Invalid(String),
     /// A row encodes to more tokens than the model has positions.
     #[error("{}: row {row} is {tokens} tokens, longer than the model's {limit} positions; shorten the row, or truncate rows to the context (extract --truncate)", file.display())]
