@@ -85,6 +85,12 @@ const FOUND: &[(&str, u64, u64, &str)] = &[
         "a buffer past the body: a panic in the Arrow reader",
     ),
     ("tokenizer", 1, 738, "a panic in the tokenizers crate"),
+    (
+        "activations",
+        1,
+        18536,
+        "data offsets near 2^64: overflow checking the entry's size",
+    ),
 ];
 
 #[global_allocator]

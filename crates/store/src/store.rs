@@ -585,11 +585,14 @@ fn read_header(path: &Path, len: u64) -> std::result::Result<BTreeMap<String, Ve
         end = end.max(stop);
         out.insert(name.clone(), shape);
     }
-    if 8 + n + end != len {
-        return Err(format!(
-            "is {len} bytes, its header describes {}: it is truncated or padded",
-            8 + n + end
-        ));
+    let described = (8 + n).checked_add(end);
+    if described != Some(len) {
+        return Err(match described {
+            Some(d) => {
+                format!("is {len} bytes, its header describes {d}: it is truncated or padded")
+            }
+            None => format!("is {len} bytes, its header describes more than 2^64"),
+        });
     }
     Ok(out)
 }
