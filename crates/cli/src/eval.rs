@@ -416,7 +416,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     let task = spec.task;
     a.steer.check()?;
     pretrace_core::OutDir::prepare(&a.out)?;
-    let ckpt = crate::load(&a.model)?;
+    let (ckpt, origin) = crate::load(&a.model)?;
     let m = &ckpt.model;
     let tok = ckpt.tokenizer.as_ref().with_context(|| {
         format!(
@@ -437,6 +437,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         "n": n,
         "model": {
             "path": m.source.display().to_string(),
+            "hub": origin.hub.as_ref().map(|h| serde_json::json!({"reference": h.reference(), "commit": h.commit})),
             "architecture": m.config.arch,
             "dtype": format!("{:?}", m.dtype),
         },

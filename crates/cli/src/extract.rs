@@ -8,7 +8,7 @@ use pretrace_data::{builders, Dataset, LabelColumn, ReadOptions, Table};
 use pretrace_model::Pool;
 use pretrace_store::{write_atomic, Store, StoreDType};
 use pretrace_sweep::{
-    discover, extract, parse_size, peak_rss_bytes, CheckpointRef, ExtractOptions, LayerSpec,
+    extract_from, parse_size, peak_rss_bytes, CheckpointRef, ExtractOptions, FromHub, LayerSpec,
     Progress, Selection,
 };
 use std::io::IsTerminal;
@@ -18,9 +18,15 @@ use std::time::Instant;
 #[derive(Args)]
 pub struct ExtractArgs {
     /// A directory of checkpoints (one per training step: ckpt_000, step1000,
-    /// stage1-step1000-tokens4B, checkpoint-500, ...), or a single checkpoint directory or .gguf file.
+    /// stage1-step1000-tokens4B, checkpoint-500, ...), a single checkpoint directory or .gguf file,
+    /// a Hugging Face cache folder (models--ORG--NAME or its snapshots/), or a hub repository
+    /// hf:ORG/NAME (its revisions from --revisions) or hf:ORG/NAME@REVISION.
     #[arg(long)]
-    checkpoints: PathBuf,
+    checkpoints: String,
+    /// The revisions of a hub repository (--checkpoints hf:ORG/NAME): names (step0,step1000), globs
+    /// over its branches (step*), or all; ordered by the step in each name. Default: main.
+    #[arg(long)]
+    revisions: Option<String>,
     /// A data file (.csv, .jsonl, .arrow, .parquet); repeat for several. Its entry is named after
     /// the file without its extension.
     #[arg(long = "data", required = true)]
@@ -75,6 +81,12 @@ pub struct ExtractArgs {
     /// `truncation=True`) instead of stopping with an error naming the row.
     #[arg(long)]
     truncate: bool,
+    /// Disk budget for checkpoints downloaded from the hub (e.g. 30G): the next checkpoint
+    /// downloads while one is extracted, and once a checkpoint's entries are all in the store,
+    /// the blobs this run downloaded for it are deleted when room is needed. Blobs that were in the
+    /// cache before are never deleted. Default: no limit.
+    #[arg(long)]
+    cache_budget: Option<String>,
     /// On resume, also recompute each finished entry's sha256 and redo any that differs from its
     /// manifest (sizes and headers are always checked).
     #[arg(long)]
@@ -209,6 +221,7 @@ pub fn run_extract(a: ExtractArgs) -> Result<()> {
             Some(c) => LabelColumn::Named(c.to_string()),
         },
     };
+    let hub = crate::hub::hub();
     let datasets = a
         .data
         .iter()
@@ -219,7 +232,22 @@ pub fn run_extract(a: ExtractArgs) -> Result<()> {
         every: a.every,
         log_spaced: a.log_spaced,
     }
-    .apply(discover(&a.checkpoints)?)?;
+    .apply(crate::hub::resolve_suite(
+        &hub,
+        &a.checkpoints,
+        a.revisions.as_deref(),
+    )?)?;
+    let budget = a
+        .cache_budget
+        .as_deref()
+        .map(|b| {
+            parse_size(b).map_err(|_| {
+                anyhow::anyhow!(
+                    "--cache-budget {b}: not a size; write e.g. 30G, 512M or a number of bytes"
+                )
+            })
+        })
+        .transpose()?;
     let store = Store::create(&a.out, &opts.tool)?;
     let mut report = Report {
         bar: None,
@@ -227,7 +255,18 @@ pub fn run_extract(a: ExtractArgs) -> Result<()> {
         rows_total: 0,
         tokens_done: 0,
     };
-    let s = extract(&suite, &datasets, &store, &opts, &mut report)?;
+    let mut source = FromHub::new(hub.clone(), budget, crate::hub::prefetch_report());
+    let s = extract_from(&suite, &datasets, &store, &opts, &mut report, &mut source)?;
+    if source.peak_bytes() > 0 {
+        eprintln!(
+            "downloads held at most {} on disk at once{}",
+            crate::hub::human(source.peak_bytes()),
+            budget.map_or(String::new(), |b| format!(
+                " (budget {})",
+                crate::hub::human(b)
+            ))
+        );
+    }
     if let Some(b) = &report.bar {
         b.finish_and_clear();
     }

@@ -240,11 +240,12 @@ fn lab_eval(a: &LabEvalArgs) -> Result<()> {
         pretrace_core::OutDir::prepare(dir)?;
     }
     pretrace_core::check_target(&a.out)?;
-    let ckpt = Model::load(&a.model, &LoadOptions::default())?;
+    let origin = crate::hub::resolve_model(&a.model.to_string_lossy())?;
+    let ckpt = Model::load(&origin.path, &LoadOptions::default())?;
     let tok = ckpt.tokenizer.as_ref().with_context(|| {
         format!(
             "{}: has no tokenizer.json; lab tasks need the lab tokenizer",
-            a.model.display()
+            origin.describe()
         )
     })?;
     let mut steering = a.steer.resolve(&ckpt.model)?;
@@ -267,7 +268,7 @@ fn lab_eval(a: &LabEvalArgs) -> Result<()> {
         s.report();
     }
     let json = serde_json::json!({
-        "model": a.model.display().to_string(),
+        "model": origin.describe(),
         "run": a.run.display().to_string(),
         "seed": a.seed,
         "steering": steering.as_ref().map(|s| s.settings.clone()),

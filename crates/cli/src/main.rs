@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 mod eval;
 mod experiment;
 mod extract;
+mod hub;
 mod infoplane;
 mod lab;
 mod probe;
@@ -78,9 +79,10 @@ enum Command {
 
 #[derive(Args)]
 struct ModelArgs {
-    /// A checkpoint directory (config.json, weights, tokenizer.json) or a .gguf file.
+    /// A checkpoint directory (config.json, weights, tokenizer.json), a .gguf file, or a model on
+    /// the Hugging Face hub, hf:ORG/NAME or hf:ORG/NAME@REVISION (read from the local cache).
     #[arg(long)]
-    model: PathBuf,
+    model: String,
     /// Compute dtype; weights are converted to it.
     #[arg(long, value_enum, default_value_t = ComputeDType::F32)]
     dtype: ComputeDType,
@@ -208,18 +210,21 @@ fn run_args(args: &[String]) -> Result<()> {
     run(cli)
 }
 
-fn load(a: &ModelArgs) -> Result<Checkpoint> {
+/// Resolves `--model` and loads it; also returns where it came from, for the record.
+fn load(a: &ModelArgs) -> Result<(Checkpoint, pretrace_hub::ResolvedModel)> {
     let dtype = match a.dtype {
         ComputeDType::F32 => DType::F32,
         ComputeDType::Bf16 => DType::BF16,
     };
-    Ok(Model::load(
-        &a.model,
+    let origin = hub::resolve_model(&a.model)?;
+    let ckpt = Model::load(
+        &origin.path,
         &LoadOptions {
             dtype,
             device: Device::Cpu,
         },
-    )?)
+    )?;
+    Ok((ckpt, origin))
 }
 
 fn tokenize(ckpt: &Checkpoint, text: &str) -> Result<Vec<u32>> {
@@ -236,7 +241,7 @@ fn tokenize(ckpt: &Checkpoint, text: &str) -> Result<Vec<u32>> {
 fn forward(a: ForwardArgs) -> Result<()> {
     a.steer.check()?;
     pretrace_core::check_target(&a.out)?;
-    let ckpt = load(&a.model)?;
+    let (ckpt, origin) = load(&a.model)?;
     let ids = match (&a.text, &a.ids) {
         (Some(t), _) => tokenize(&ckpt, t)?,
         (None, Some(ids)) if !ids.is_empty() => ids.clone(),
@@ -278,7 +283,7 @@ fn forward(a: ForwardArgs) -> Result<()> {
     }
     tensors.push(("logits".into(), logits.reshape((t, m.config.vocab_size))?));
     let mut meta = HashMap::from([
-        ("model".to_string(), m.source.display().to_string()),
+        ("model".to_string(), origin.describe()),
         ("arch".to_string(), m.config.arch.clone()),
     ]);
     if let Some(s) = &steering {
@@ -303,7 +308,7 @@ fn write_safetensors_atomic(
 
 fn generate(a: GenerateArgs) -> Result<()> {
     a.steer.check()?;
-    let ckpt = load(&a.model)?;
+    let (ckpt, _) = load(&a.model)?;
     let ids = tokenize(&ckpt, &a.text)?;
     let m = &ckpt.model;
     let mut steering = a.steer.resolve(m)?;
@@ -352,10 +357,13 @@ fn generate(a: GenerateArgs) -> Result<()> {
 }
 
 fn info(a: ModelArgs) -> Result<()> {
-    let ckpt = load(&a)?;
+    let (ckpt, origin) = load(&a)?;
     let m = &ckpt.model;
     let c = &m.config;
-    println!("model:        {}", m.source.display());
+    println!("model:        {}", origin.describe());
+    if origin.hub.is_some() {
+        println!("files:        {}", m.source.display());
+    }
     println!("architecture: {}", c.arch);
     println!("layers:       {}", c.n_layers);
     println!("d_model:      {}", c.d_model);

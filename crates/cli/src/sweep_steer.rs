@@ -212,7 +212,7 @@ pub fn run_sweep(a: SweepArgs) -> Result<()> {
         );
     }
     sources.sort_by_key(|(c, s)| (*s, c.clone()));
-    let ckpt = crate::load(&a.model)?;
+    let (ckpt, origin) = crate::load(&a.model)?;
     let m = &ckpt.model;
     let tok = ckpt
         .tokenizer
@@ -226,7 +226,7 @@ pub fn run_sweep(a: SweepArgs) -> Result<()> {
     };
     let settings = serde_json::json!({
         "store": a.store.display().to_string(), "dataset": a.dataset, "method": method.name(), "rows": a.rows,
-        "target": m.source.display().to_string(), "layers": a.layers, "alphas": a.alphas,
+        "target": origin.describe(), "layers": a.layers, "alphas": a.alphas,
         "positions": a.steer_positions.name(), "tasks": a.task, "data": a.data.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
         "ppl_data": a.ppl_data.as_ref().map(|p| p.display().to_string()), "limit": a.limit, "seed": a.seed,
         "probe": "the paper's protocol on the source entry (first 80% train)",

@@ -728,6 +728,7 @@ fn build_store(golden: &Path, at: &Path, root: &Path) -> Result<(String, String)
         path: model,
         step: Some(0),
         tokens: None,
+        hub: None,
     };
     let opts = pretrace_sweep::ExtractOptions {
         layers: pretrace_sweep::LayerSpec::parse("0,2").map_err(|e| e.to_string())?,

@@ -29,7 +29,7 @@
 mod manifest;
 mod store;
 
-pub use manifest::{CheckpointInfo, DatasetInfo, Extraction, FileCheck, FileId, Manifest};
+pub use manifest::{CheckpointInfo, DatasetInfo, Extraction, FileCheck, FileId, HubInfo, Manifest};
 pub use store::{
     write_atomic, Entry, EntryState, Matrix, Result, Store, StoreDType, StoreError, FORMAT_VERSION,
 };

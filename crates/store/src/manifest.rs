@@ -24,6 +24,21 @@ pub struct CheckpointInfo {
     /// The validated model config (architecture, widths, vocabulary).
     pub config: serde_json::Value,
     pub weights: Vec<FileId>,
+    /// Where the checkpoint came from on the Hugging Face hub, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<HubInfo>,
+}
+
+/// A checkpoint's origin on the Hugging Face hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubInfo {
+    /// `hf:ORG/NAME@REVISION`.
+    pub reference: String,
+    /// The 40-hex commit the revision resolved to: it fixes every file's contents.
+    pub commit: String,
+    /// Where the tokenizer came from when the revision has none (`hf:ORG/NAME@main`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,7 +102,11 @@ impl Manifest {
     pub fn same_inputs(&self, other: &Manifest) -> bool {
         self.store_format == other.store_format
             && self.checkpoint.config == other.checkpoint.config
-            && self.checkpoint.weights == other.checkpoint.weights
+            && match (&self.checkpoint.hub, &other.checkpoint.hub) {
+                // A commit fixes the files' contents, whatever their timestamps in the cache.
+                (Some(a), Some(b)) => a.commit == b.commit && a.tokenizer == b.tokenizer,
+                _ => self.checkpoint.weights == other.checkpoint.weights,
+            }
             && self.dataset.sha256 == other.dataset.sha256
             && self.dataset.text_column == other.dataset.text_column
             && self.dataset.label_column == other.dataset.label_column

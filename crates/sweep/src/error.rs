@@ -9,6 +9,8 @@ pub enum SweepError {
     Data(#[from] pretrace_data::DataError),
     #[error(transparent)]
     Store(#[from] pretrace_store::StoreError),
+    #[error(transparent)]
+    Hub(#[from] pretrace_hub::HubError),
     #[error(
         "{}: {}",
         pretrace_core::shown_path(path),

@@ -1,14 +1,15 @@
 //! `extract`: every dataset through every checkpoint, checkpoint-major, into the activation store.
 
 use crate::error::{Result, SweepError};
-use crate::suite::CheckpointRef;
 use candle_core::DType;
 use pretrace_data::Dataset;
+use pretrace_hub::CheckpointRef;
 use pretrace_model::{
     Batch, Checkpoint, Hook, LoadOptions, Logits, Model, Padding, Pool, PoolRows, Site,
 };
 use pretrace_store::{
-    CheckpointInfo, DatasetInfo, Extraction, FileId, Manifest, Store, StoreDType, FORMAT_VERSION,
+    CheckpointInfo, DatasetInfo, Extraction, FileId, HubInfo, Manifest, Store, StoreDType,
+    FORMAT_VERSION,
 };
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -317,6 +318,29 @@ struct Job<'a> {
     ids: Vec<Vec<u32>>,
 }
 
+/// Where a sweep's checkpoint files come from: already on disk (the default), or fetched on the
+/// way, e.g. from the Hugging Face hub under a disk budget, downloading ahead while earlier
+/// checkpoints run.
+pub trait Source {
+    /// The checkpoints (indices into the suite, in order) that have work to do; the others are
+    /// finished in the store and are never fetched.
+    fn prepare(&mut self, _suite: &[CheckpointRef], _todo: &[usize]) -> Result<()> {
+        Ok(())
+    }
+    /// Blocks until checkpoint `index`'s files are on disk.
+    fn ready(&mut self, _index: usize) -> Result<()> {
+        Ok(())
+    }
+    /// Every entry of checkpoint `index` is in the store: its files may go when room is needed.
+    fn finished(&mut self, _index: usize) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Checkpoints that are on disk already.
+pub struct OnDisk;
+impl Source for OnDisk {}
+
 /// Runs every dataset through every checkpoint of `suite` (in order) into `store`, skipping
 /// entries already there with the same inputs.
 pub fn extract(
@@ -325,6 +349,18 @@ pub fn extract(
     store: &Store,
     opts: &ExtractOptions,
     progress: &mut dyn Progress,
+) -> Result<Summary> {
+    extract_from(suite, datasets, store, opts, progress, &mut OnDisk)
+}
+
+/// [`extract`], with the checkpoints' files brought by `source` as they are needed.
+pub fn extract_from(
+    suite: &[CheckpointRef],
+    datasets: &[Dataset],
+    store: &Store,
+    opts: &ExtractOptions,
+    progress: &mut dyn Progress,
+    source: &mut dyn Source,
 ) -> Result<Summary> {
     if let Some(t) = &opts.template {
         if !t.contains("{text}") {
@@ -347,58 +383,73 @@ pub fn extract(
             )));
         }
     }
-    crate::suite::check_uniform(suite)?;
+    pretrace_hub::check_uniform(suite)?;
     let rows_per_ckpt: usize = datasets.iter().map(|d| d.len()).sum();
     progress.begin(suite.len(), rows_per_ckpt);
     let mut summary = Summary::default();
     let mut first_shape: Option<(String, String, usize, usize)> = None;
-    for (ci, ck) in suite.iter().enumerate() {
-        let files = checkpoint_files(ck)?;
-        let base = |layers: Vec<usize>, config: serde_json::Value| -> Vec<Manifest> {
-            datasets
-                .iter()
-                .map(|ds| Manifest {
-                    store_format: FORMAT_VERSION,
-                    tool: opts.tool.clone(),
-                    checkpoint: CheckpointInfo {
-                        name: ck.name.clone(),
-                        path: ck.path.display().to_string(),
-                        step: ck.step,
-                        tokens: ck.tokens,
-                        config: config.clone(),
-                        weights: files.clone(),
+    let base = |ck: &CheckpointRef,
+                files: &[FileId],
+                layers: Vec<usize>,
+                config: serde_json::Value|
+     -> Vec<Manifest> {
+        datasets
+            .iter()
+            .map(|ds| Manifest {
+                store_format: FORMAT_VERSION,
+                tool: opts.tool.clone(),
+                checkpoint: CheckpointInfo {
+                    name: ck.name.clone(),
+                    path: ck.path.display().to_string(),
+                    step: ck.step,
+                    tokens: ck.tokens,
+                    config: config.clone(),
+                    weights: files.to_vec(),
+                    hub: ck.hub.as_ref().map(|h| HubInfo {
+                        reference: h.reference(),
+                        commit: h.commit.clone(),
+                        tokenizer: None,
+                    }),
+                },
+                dataset: DatasetInfo {
+                    name: ds.name.clone(),
+                    path: ds
+                        .path
+                        .as_ref()
+                        .map_or(String::new(), |p| p.display().to_string()),
+                    sha256: ds.sha256.clone(),
+                    rows: ds.len(),
+                    text_column: ds.text_column.clone(),
+                    label_column: ds.label_column.clone(),
+                },
+                extraction: Extraction {
+                    site: "hook_resid_post".into(),
+                    layers: layers.clone(),
+                    token: match opts.pool {
+                        Pool::Last => "last".into(),
+                        Pool::Mean => "mean".into(),
                     },
-                    dataset: DatasetInfo {
-                        name: ds.name.clone(),
-                        path: ds
-                            .path
-                            .as_ref()
-                            .map_or(String::new(), |p| p.display().to_string()),
-                        sha256: ds.sha256.clone(),
-                        rows: ds.len(),
-                        text_column: ds.text_column.clone(),
-                        label_column: ds.label_column.clone(),
-                    },
-                    extraction: Extraction {
-                        site: "hook_resid_post".into(),
-                        layers: layers.clone(),
-                        token: match opts.pool {
-                            Pool::Last => "last".into(),
-                            Pool::Mean => "mean".into(),
-                        },
-                        template: opts.template.clone(),
-                        special_tokens: true,
-                        compute_dtype: dtype_name(opts.dtype).into(),
-                        store_dtype: opts.store_dtype.name().into(),
-                    },
-                    tensors: BTreeMap::new(),
-                    total_tokens: 0,
-                    files: BTreeMap::new(),
-                })
-                .collect()
+                    template: opts.template.clone(),
+                    special_tokens: true,
+                    compute_dtype: dtype_name(opts.dtype).into(),
+                    store_dtype: opts.store_dtype.name().into(),
+                },
+                tensors: BTreeMap::new(),
+                total_tokens: 0,
+                files: BTreeMap::new(),
+            })
+            .collect()
+    };
+    // Skip decisions need no model and, for a checkpoint from the hub, none of its files: an
+    // entry is current if its manifest records the same files (or commit), data and settings.
+    // The stored manifest's model config gives the depth.
+    let mut pending_of = Vec::with_capacity(suite.len());
+    for ck in suite {
+        let files = if ck.hub.is_some() && !ck.path.join("config.json").is_file() {
+            Vec::new()
+        } else {
+            checkpoint_files(ck)?
         };
-        // Skip decisions need no model: an entry is current if its manifest records the same
-        // files, data and settings. The stored manifest's model config gives the depth.
         let mut pending = Vec::new();
         for (i, ds) in datasets.iter().enumerate() {
             let current = match store.manifest(&ck.name, &ds.name) {
@@ -414,7 +465,8 @@ pub fn extract(
                         .layers
                         .resolve(depth.unwrap_or(0) as usize)
                         .unwrap_or_default();
-                    let same = m.same_inputs(&base(layers, m.checkpoint.config.clone())[i]);
+                    let same =
+                        m.same_inputs(&base(ck, &files, layers, m.checkpoint.config.clone())[i]);
                     match store.check_entry(&m, opts.verify_checksums)? {
                         _ if !same => false,
                         pretrace_store::EntryState::Whole => true,
@@ -433,9 +485,19 @@ pub fn extract(
             progress.skipped(ck, &datasets[i].name);
             summary.skipped += 1;
         }
+        pending_of.push(pending);
+    }
+    let todo: Vec<usize> = (0..suite.len())
+        .filter(|&i| !pending_of[i].is_empty())
+        .collect();
+    source.prepare(suite, &todo)?;
+    for (ci, ck) in suite.iter().enumerate() {
+        let pending = std::mem::take(&mut pending_of[ci]);
         if pending.is_empty() {
             continue;
         }
+        source.ready(ci)?;
+        let files = checkpoint_files(ck)?;
         // Load whole, or block by block when the weights exceed the memory budget.
         let budget = opts
             .max_memory
@@ -494,7 +556,7 @@ pub fn extract(
         })?;
         let layers = opts.layers.resolve(c.n_layers)?;
         let config_json = serde_json::to_value(c).unwrap_or_default();
-        let manifests = base(layers.clone(), config_json);
+        let manifests = base(ck, &files, layers.clone(), config_json);
         // Tokenize every pending dataset (in parallel; the tokenizer is shared read-only).
         let mut jobs = Vec::new();
         for &i in &pending {
@@ -650,6 +712,7 @@ pub fn extract(
                 progress.written(ck, &name, rows, t0.elapsed().as_secs_f64());
             }
         }
+        source.finished(ci)?;
     }
     Ok(summary)
 }
@@ -737,4 +800,74 @@ fn write_job(
     manifest.total_tokens = total as u64;
     store.write(&manifest, &out, d, &labels, &tokens, opts.store_dtype)?;
     Ok((n, total))
+}
+
+/// Checkpoints from the Hugging Face hub: the ones a sweep still needs download ahead of their
+/// extraction, within a disk budget (see [`pretrace_hub::Prefetch`]).
+pub struct FromHub {
+    hub: std::sync::Arc<pretrace_hub::Hub>,
+    budget: Option<u64>,
+    report: Option<Box<dyn FnMut(pretrace_hub::PrefetchEvent) + Send>>,
+    prefetch: Option<pretrace_hub::Prefetch>,
+    /// Suite index → position in the prefetch list.
+    at: Vec<Option<usize>>,
+}
+
+impl FromHub {
+    pub fn new(
+        hub: std::sync::Arc<pretrace_hub::Hub>,
+        budget: Option<u64>,
+        report: Box<dyn FnMut(pretrace_hub::PrefetchEvent) + Send>,
+    ) -> FromHub {
+        FromHub {
+            hub,
+            budget,
+            report: Some(report),
+            prefetch: None,
+            at: Vec::new(),
+        }
+    }
+
+    /// The most bytes the run's downloads held on disk at once.
+    pub fn peak_bytes(&self) -> u64 {
+        self.prefetch.as_ref().map_or(0, |p| p.peak_bytes())
+    }
+}
+
+impl Source for FromHub {
+    fn prepare(&mut self, suite: &[CheckpointRef], todo: &[usize]) -> Result<()> {
+        self.at = vec![None; suite.len()];
+        let mut list = Vec::new();
+        for &i in todo {
+            if suite[i].hub.is_some() {
+                self.at[i] = Some(list.len());
+                list.push(suite[i].clone());
+            }
+        }
+        let report = self
+            .report
+            .take()
+            .unwrap_or_else(|| Box::new(|_: pretrace_hub::PrefetchEvent| {}));
+        self.prefetch = Some(pretrace_hub::Prefetch::start(
+            self.hub.clone(),
+            list,
+            self.budget,
+            report,
+        )?);
+        Ok(())
+    }
+
+    fn ready(&mut self, index: usize) -> Result<()> {
+        if let (Some(p), Some(Some(k))) = (&self.prefetch, self.at.get(index)) {
+            p.wait(*k)?;
+        }
+        Ok(())
+    }
+
+    fn finished(&mut self, index: usize) -> Result<()> {
+        if let (Some(p), Some(Some(k))) = (&self.prefetch, self.at.get(index)) {
+            p.finished(*k);
+        }
+        Ok(())
+    }
 }

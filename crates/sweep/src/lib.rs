@@ -19,11 +19,13 @@
 
 mod error;
 mod extract;
-mod suite;
 
 pub use error::{Result, SweepError};
 pub use extract::{
-    checkpoint_files, extract, parse_size, peak_rss_bytes, plan_batches, total_memory_bytes,
-    ExtractOptions, LayerSpec, Progress, Quiet, Summary,
+    checkpoint_files, extract, extract_from, parse_size, peak_rss_bytes, plan_batches,
+    total_memory_bytes, ExtractOptions, FromHub, LayerSpec, OnDisk, Progress, Quiet, Source,
+    Summary,
 };
-pub use suite::{check_uniform, discover, parse_name, shape_of, CheckpointRef, Selection};
+pub use pretrace_hub::{
+    check_uniform, discover, parse_name, shape_of, CheckpointRef, HubError, HubSource, Selection,
+};

@@ -90,6 +90,7 @@ pub fn toy_entry(
             tokens: None,
             config: serde_json::json!({}),
             weights: vec![],
+            hub: None,
         },
         dataset: DatasetInfo {
             name: dataset.into(),

@@ -2,7 +2,9 @@
 //! (Amber `ckpt_000`, Pythia `step143000`, OLMo `stage1-step1000-tokens4B`, HF Trainer
 //! `checkpoint-500`, any name with a number), never lexicographically.
 
-use crate::error::{Result, SweepError};
+use crate::cache::{Cache, RepoCache};
+use crate::error::{HubError, Result};
+use crate::reference::is_commit;
 use std::path::{Path, PathBuf};
 
 /// One checkpoint of a suite.
@@ -14,6 +16,26 @@ pub struct CheckpointRef {
     pub step: Option<u64>,
     /// Tokens seen, where the name says (`tokens4B` = 4·10⁹).
     pub tokens: Option<u64>,
+    /// Where it came from on the Hugging Face hub, when it did.
+    pub hub: Option<HubSource>,
+}
+
+/// A checkpoint's place on the hub: repository, revision and the commit it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubSource {
+    /// `ORG/NAME`.
+    pub repo: String,
+    /// The revision as named (`step1000`, `main`, or a commit).
+    pub revision: String,
+    /// The 40-hex commit.
+    pub commit: String,
+}
+
+impl HubSource {
+    /// `hf:ORG/NAME@REVISION`.
+    pub fn reference(&self) -> String {
+        format!("hf:{}@{}", self.repo, self.revision)
+    }
 }
 
 /// Digits starting at byte `i` of `s`, as a number.
@@ -99,17 +121,147 @@ fn checkpoint_ref(p: &Path) -> CheckpointRef {
         path: p.to_path_buf(),
         step,
         tokens,
+        hub: None,
     }
 }
 
-/// The checkpoints at `path`: a single checkpoint directory or GGUF file, or a directory holding
-/// one checkpoint per training step, ordered by step (names without a number go last, by name).
+/// Sorts by step (names without one last), then tokens, then name.
+pub fn sort_by_step(suite: &mut [CheckpointRef]) {
+    suite.sort_by(|a, b| {
+        (a.step.is_none(), a.step, a.tokens, &a.name).cmp(&(
+            b.step.is_none(),
+            b.step,
+            b.tokens,
+            &b.name,
+        ))
+    });
+}
+
+/// Where `path` sits in a Hugging Face cache: the repository's cache and, for a snapshot folder,
+/// its commit. `path` may be `models--ORG--NAME`, its `snapshots/` folder or `snapshots/COMMIT`.
+pub fn in_hf_cache(path: &Path) -> Option<(RepoCache, Option<String>)> {
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().to_string());
+    let repo_of = |dir: &Path| -> Option<RepoCache> {
+        let n = name(dir)?;
+        let rest = n.strip_prefix("models--")?;
+        let (org, model) = rest.split_once("--")?;
+        if !dir.join("snapshots").is_dir() {
+            return None;
+        }
+        let root = dir.parent().unwrap_or(Path::new(""));
+        Some(Cache::new(root).repo(&format!("{org}/{model}")))
+    };
+    let last = name(path)?;
+    if let Some(r) = repo_of(path) {
+        return Some((r, None));
+    }
+    let parent = path.parent()?;
+    if last == "snapshots" {
+        return repo_of(parent).map(|r| (r, None));
+    }
+    if name(parent).as_deref() == Some("snapshots") && is_commit(&last) {
+        return repo_of(parent.parent()?).map(|r| (r, Some(last)));
+    }
+    None
+}
+
+/// The name a cached snapshot goes by: the ref that points at it and says a step (`step1000`
+/// rather than `main` when both do), else `main` or another ref; `None` when no ref points at it.
+fn ref_name(refs: &[String]) -> Option<&String> {
+    refs.iter()
+        .find(|r| parse_name(r).0.is_some())
+        .or_else(|| refs.iter().find(|r| *r == "main"))
+        .or_else(|| refs.first())
+}
+
+/// The checkpoints of a repository's cache folder (`models--ORG--NAME` or its `snapshots/`): one
+/// per snapshot, named and ordered by the refs that point at it. A snapshot no ref names cannot
+/// be placed in training order, and is an error (a commit hash is never read as a step).
+fn discover_cached(repo: &RepoCache, only: Option<&str>) -> Result<Vec<CheckpointRef>> {
+    let refs = repo.refs()?;
+    let commits = match only {
+        Some(c) => vec![c.to_string()],
+        None => repo.snapshots(),
+    };
+    let mut out = Vec::new();
+    let mut unnamed = Vec::new();
+    for commit in commits {
+        let dir = repo.snapshot_dir(&commit);
+        if !is_checkpoint(&dir) {
+            continue;
+        }
+        let names: Vec<String> = refs
+            .iter()
+            .filter(|(_, c)| *c == commit)
+            .map(|(r, _)| r.clone())
+            .collect();
+        let Some(name) = ref_name(&names) else {
+            unnamed.push(commit);
+            continue;
+        };
+        let (step, tokens) = parse_name(name);
+        out.push(CheckpointRef {
+            name: name.clone(),
+            path: dir,
+            step,
+            tokens,
+            hub: Some(HubSource {
+                repo: repo.repo.clone(),
+                revision: name.clone(),
+                commit,
+            }),
+        });
+    }
+    if !unnamed.is_empty() && (only.is_some() || !out.is_empty() || unnamed.len() > 1) {
+        let shown: Vec<&str> = unnamed.iter().map(|c| &c[..12]).take(6).collect();
+        return Err(HubError::at(
+            &repo.dir.join("snapshots"),
+            format!(
+                "no ref in refs/ names the snapshot(s) {}{}, so their training steps are unknown (a commit hash is not a step); name the revisions instead: --checkpoints hf:{} --revisions REV,REV",
+                shown.join(", "),
+                if unnamed.len() > 6 { ", …" } else { "" },
+                repo.repo
+            ),
+        ));
+    }
+    if out.is_empty() {
+        if let [commit] = unnamed.as_slice() {
+            // A lone snapshot no ref names: one model, no step.
+            let dir = repo.snapshot_dir(commit);
+            return Ok(vec![CheckpointRef {
+                name: commit.clone(),
+                path: dir,
+                step: None,
+                tokens: None,
+                hub: Some(HubSource {
+                    repo: repo.repo.clone(),
+                    revision: commit.clone(),
+                    commit: commit.clone(),
+                }),
+            }]);
+        }
+        return Err(HubError::at(
+            &repo.dir,
+            "no cached snapshot here holds a checkpoint (config.json); fetch one with: hf download ORG/NAME --revision REV",
+        ));
+    }
+    sort_by_step(&mut out);
+    Ok(out)
+}
+
+/// The checkpoints at `path`: a single checkpoint directory or GGUF file, a directory holding one
+/// checkpoint per training step, ordered by step (names without a number go last, by name), or a
+/// Hugging Face cache folder (`models--ORG--NAME`, its `snapshots/`, or one snapshot), whose
+/// checkpoints are named and ordered by the refs that point at them.
 pub fn discover(path: &Path) -> Result<Vec<CheckpointRef>> {
     if !path.exists() {
-        return Err(SweepError::at(
+        return Err(HubError::at(
             path,
             "no such checkpoint or checkpoint directory",
         ));
+    }
+    if let Some((repo, commit)) = in_hf_cache(path) {
+        return discover_cached(&repo, commit.as_deref());
     }
     if is_checkpoint(path) {
         // A lone model's name rarely states a step ("…Q4_1" is a quantization): read one only
@@ -120,38 +272,40 @@ pub fn discover(path: &Path) -> Result<Vec<CheckpointRef>> {
             .iter()
             .any(|k| lower.contains(k))
             || lower.chars().all(|ch| ch.is_ascii_digit());
-        if !says_step {
+        if !says_step || is_commit(&c.name) {
             c.step = None;
         }
         return Ok(vec![c]);
     }
     if !path.is_dir() {
-        return Err(SweepError::at(
+        return Err(HubError::at(
             path,
             "not a checkpoint: give a directory with config.json, a .gguf file, or a directory of checkpoints",
         ));
     }
     let mut out: Vec<CheckpointRef> = std::fs::read_dir(path)
-        .map_err(|e| SweepError::at(path, format!("cannot list: {e}")))?
+        .map_err(|e| HubError::at(path, format!("cannot list: {e}")))?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| is_checkpoint(p))
         .map(|p| checkpoint_ref(&p))
         .collect();
     if out.is_empty() {
-        return Err(SweepError::at(
+        return Err(HubError::at(
             path,
             "no checkpoints here: expected subdirectories with config.json (or .gguf files), one per training step",
         ));
     }
-    out.sort_by(|a, b| {
-        (a.step.is_none(), a.step, a.tokens, &a.name).cmp(&(
-            b.step.is_none(),
-            b.step,
-            b.tokens,
-            &b.name,
-        ))
-    });
+    if let Some(c) = out.iter().find(|c| is_commit(&c.name)) {
+        return Err(HubError::at(
+            path,
+            format!(
+                "'{}' is named like a commit hash, which says no training step; copy the checkpoints into folders named by step, or name them from the hub: --checkpoints hf:ORG/NAME --revisions REV,REV",
+                c.name
+            ),
+        ));
+    }
+    sort_by_step(&mut out);
     Ok(out)
 }
 
@@ -169,7 +323,7 @@ pub struct Selection {
 impl Selection {
     pub fn apply(&self, suite: Vec<CheckpointRef>) -> Result<Vec<CheckpointRef>> {
         let mut s = suite;
-        let bad = |m: String| SweepError::Invalid(m);
+        let bad = |m: String| HubError::Invalid(m);
         if let Some(spec) = &self.steps {
             let spec = spec.trim();
             if let Some((lo, hi)) = spec.split_once("..") {
@@ -233,7 +387,7 @@ impl Selection {
 /// nearest to geometric targets between the smallest positive step and the largest.
 fn log_spaced(s: Vec<CheckpointRef>, n: usize) -> Result<Vec<CheckpointRef>> {
     if n < 2 {
-        return Err(SweepError::Invalid("--log-spaced needs at least 2".into()));
+        return Err(HubError::Invalid("--log-spaced needs at least 2".into()));
     }
     if s.len() <= n {
         return Ok(s);
@@ -277,9 +431,9 @@ pub fn shape_of(dir: &Path) -> Result<Option<(String, u64, u64)>> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(&path)
-        .map_err(|e| SweepError::at(&path, format!("cannot read: {e}")))?;
+        .map_err(|e| HubError::at(&path, format!("cannot read: {e}")))?;
     let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| SweepError::at(&path, format!("not valid JSON ({e})")))?;
+        .map_err(|e| HubError::at(&path, format!("not valid JSON ({e})")))?;
     let num = |keys: &[&str]| {
         keys.iter()
             .find_map(|k| v.get(*k).and_then(|x| x.as_u64()))
@@ -322,7 +476,7 @@ pub fn check_uniform(suite: &[CheckpointRef]) -> Result<()> {
                     ),
                 ];
                 if let Some((field, w, got)) = fields.into_iter().find(|(_, w, g)| w != g) {
-                    return Err(SweepError::at(
+                    return Err(HubError::at(
                         &c.path.join("config.json"),
                         format!(
                             "{field} is {got}, but the sweep's first checkpoint '{}' has {w}; a sweep holds checkpoints of one model: run the others separately",
