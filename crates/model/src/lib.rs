@@ -25,6 +25,8 @@ pub mod hooks;
 pub mod layers;
 pub mod model;
 pub mod site;
+pub mod hf_tokenizer;
+pub mod spm;
 pub mod tokenizer;
 pub mod weights;
 

@@ -19,6 +19,9 @@ pub struct LoadOptions {
     /// Compute dtype: F32 (default) or BF16. Weights of any stored dtype are converted to it.
     pub dtype: DType,
     pub device: Device,
+    /// A folder to take the tokenizer files from instead of the checkpoint's own (a checkpoint
+    /// revision that ships none takes its repository's `main`).
+    pub tokenizer: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -26,6 +29,7 @@ impl Default for LoadOptions {
         LoadOptions {
             dtype: DType::F32,
             device: Device::Cpu,
+            tokenizer: None,
         }
     }
 }
@@ -343,7 +347,9 @@ impl Model {
         let files = find_weight_files(path)?;
         let weights = Weights::open(path, &files, opts.dtype, &opts.device)?;
         let model = Self::assemble(&config, &config_path, &weights, streamed.then_some(files))?;
-        let tokenizer = model.tokenizer_json(&path.join("tokenizer.json"))?;
+        let model_type = config.get("model_type").and_then(|v| v.as_str());
+        let dir = opts.tokenizer.as_deref().unwrap_or(path);
+        let tokenizer = model.fit_tokenizer(Tokenizer::from_dir(dir, model_type)?)?;
         Ok(Checkpoint { model, tokenizer })
     }
 
@@ -351,8 +357,20 @@ impl Model {
         let g = crate::gguf::load(path, &opts.device)?;
         let weights = Weights::from_memory(path, g.tensors, opts.dtype, &opts.device)?;
         let model = Self::build(&g.config, path, &weights)?;
-        // A tokenizer.json beside the file takes precedence over the GGUF metadata.
-        let tokenizer = match model.tokenizer_json(&path.with_file_name("tokenizer.json"))? {
+        // A tokenizer beside the file (or the one asked for) takes precedence over the GGUF
+        // metadata.
+        let beside = match &opts.tokenizer {
+            Some(dir) => Tokenizer::from_dir(dir, Some(model.config.arch.as_str()))?,
+            None => {
+                let p = path.with_file_name("tokenizer.json");
+                if p.is_file() {
+                    Some(Tokenizer::from_file(&p)?)
+                } else {
+                    None
+                }
+            }
+        };
+        let tokenizer = match model.fit_tokenizer(beside)? {
             Some(t) => Some(t),
             None => match g.tokenizer {
                 Some(t) => {
@@ -365,13 +383,10 @@ impl Model {
         Ok(Checkpoint { model, tokenizer })
     }
 
-    /// The tokenizer.json at `path`, if there is one, checked against this model's vocabulary and
-    /// given the config's BOS/EOS ids.
-    fn tokenizer_json(&self, path: &Path) -> Result<Option<Tokenizer>> {
-        if !path.is_file() {
-            return Ok(None);
-        }
-        let mut t = Tokenizer::from_file(path)?;
+    /// A tokenizer, if there is one, checked against this model's vocabulary and given the
+    /// config's BOS/EOS ids.
+    fn fit_tokenizer(&self, t: Option<Tokenizer>) -> Result<Option<Tokenizer>> {
+        let Some(mut t) = t else { return Ok(None) };
         t.bos_id = self.config.bos_token_id;
         t.eos_id = self.config.eos_token_ids.first().copied();
         t.check_fits(self.config.vocab_size)?;

@@ -25,7 +25,7 @@ impl std::fmt::Debug for Tokenizer {
 /// A tokenizer JSON document parsed by the tokenizers crate, with its syntax checked first (the
 /// crate panics on some malformed documents; a panic left is contained) and its message made one
 /// line.
-fn parse(json: &str) -> std::result::Result<tokenizers::Tokenizer, String> {
+pub(crate) fn parse(json: &str) -> std::result::Result<tokenizers::Tokenizer, String> {
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
         return Err(format!("not JSON: {e}"));
     }
@@ -53,7 +53,7 @@ impl Tokenizer {
 
     /// Refuses a tokenizer with no vocabulary: it would turn every text into nothing, and the
     /// fault would seem to lie with the text.
-    fn checked(inner: tokenizers::Tokenizer, origin: &Path) -> Result<Tokenizer> {
+    pub(crate) fn checked(inner: tokenizers::Tokenizer, origin: &Path) -> Result<Tokenizer> {
         if inner.get_vocab_size(true) == 0 {
             return Err(ModelError::tokenizer(
                 origin,
@@ -66,6 +66,17 @@ impl Tokenizer {
             bos_id: None,
             eos_id: None,
         })
+    }
+
+    /// The tokenizer of a checkpoint folder as transformers 4.x's `AutoTokenizer` builds it:
+    /// `tokenizer.json`, else SentencePiece's `tokenizer.model` converted as `LlamaTokenizerFast`
+    /// converts it; with `tokenizer_config.json`'s `add_bos_token` / `add_eos_token` (and
+    /// `special_tokens_map.json`'s tokens) honoured for the classes that rebuild their
+    /// post-processor from them (LLaMA, CodeLlama, Gemma, Cohere, GPT-NeoX). `model_type` is the
+    /// checkpoint's, for the class when `tokenizer_config.json` names none. None when the folder
+    /// has no tokenizer.
+    pub fn from_dir(dir: &Path, model_type: Option<&str>) -> Result<Option<Tokenizer>> {
+        crate::hf_tokenizer::load(dir, model_type)
     }
 
     /// Builds from a tokenizer JSON document (used for GGUF metadata).

@@ -325,6 +325,7 @@ fn bf16_compute_tracks_f32() {
             &LoadOptions {
                 dtype: candle_core::DType::BF16,
                 device: candle_core::Device::Cpu,
+                tokenizer: None,
             },
         )
         .unwrap();
