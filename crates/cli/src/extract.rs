@@ -27,6 +27,10 @@ pub struct ExtractArgs {
     /// over its branches (step*), or all; ordered by the step in each name. Default: main.
     #[arg(long)]
     revisions: Option<String>,
+    /// Take every checkpoint's tokenizer from this folder or hub reference (hf:ORG/NAME[@REV]).
+    /// Default: each checkpoint's own; a hub revision that ships none takes its repository's main.
+    #[arg(long)]
+    tokenizer: Option<String>,
     /// A data file (.csv, .jsonl, .arrow, .parquet); repeat for several. Its entry is named after
     /// the file without its extension.
     #[arg(long = "data", required = true)]
@@ -237,6 +241,15 @@ pub fn run_extract(a: ExtractArgs) -> Result<()> {
         &a.checkpoints,
         a.revisions.as_deref(),
     )?)?;
+    let mut suite = suite;
+    let explicit = a
+        .tokenizer
+        .as_deref()
+        .map(pretrace_hub::Reference::parse)
+        .transpose()?;
+    for n in hub.attach_tokenizers(&mut suite, explicit.as_ref())? {
+        eprintln!("note: {n}");
+    }
     let budget = a
         .cache_budget
         .as_deref()

@@ -5,6 +5,7 @@ use anyhow::Result;
 use pretrace_hub::{
     discover, CheckpointRef, FetchEvent, Hub, PrefetchEvent, Reference, ResolvedModel,
 };
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -135,4 +136,39 @@ pub fn resolve_suite(hub: &Hub, text: &str, revisions: Option<&str>) -> Result<V
             Ok(suite)
         }
     }
+}
+
+/// The tokenizer folder for a model: `--tokenizer` when given, else the repository's `main` for a
+/// hub revision that ships no tokenizer (said on stderr and recorded in the model's origin).
+pub fn tokenizer_for(
+    origin: &mut ResolvedModel,
+    explicit: Option<&str>,
+) -> Result<Option<PathBuf>> {
+    let explicit = explicit.map(Reference::parse).transpose()?;
+    let Some(h) = origin.hub.clone() else {
+        return Ok(match explicit {
+            Some(r) => {
+                let t = hub().tokenizer(&r)?;
+                origin.tokenizer = Some(t.reference.clone());
+                Some(t.path)
+            }
+            None => None,
+        });
+    };
+    let mut one = [CheckpointRef {
+        name: h.revision.clone(),
+        path: origin.path.clone(),
+        step: None,
+        tokens: None,
+        hub: Some(h),
+        tokenizer: None,
+    }];
+    for n in hub().attach_tokenizers(&mut one, explicit.as_ref())? {
+        eprintln!("note: {n}");
+    }
+    let [c] = one;
+    Ok(c.tokenizer.map(|t| {
+        origin.tokenizer = Some(t.reference);
+        t.path
+    }))
 }

@@ -86,6 +86,10 @@ struct ModelArgs {
     /// Compute dtype; weights are converted to it.
     #[arg(long, value_enum, default_value_t = ComputeDType::F32)]
     dtype: ComputeDType,
+    /// Take the tokenizer from this folder or hub reference (hf:ORG/NAME[@REVISION]) instead of
+    /// the checkpoint's own; a hub revision that ships none takes its repository's main.
+    #[arg(long)]
+    tokenizer: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -216,12 +220,14 @@ fn load(a: &ModelArgs) -> Result<(Checkpoint, pretrace_hub::ResolvedModel)> {
         ComputeDType::F32 => DType::F32,
         ComputeDType::Bf16 => DType::BF16,
     };
-    let origin = hub::resolve_model(&a.model)?;
+    let mut origin = hub::resolve_model(&a.model)?;
+    let tokenizer = hub::tokenizer_for(&mut origin, a.tokenizer.as_deref())?;
     let ckpt = Model::load(
         &origin.path,
         &LoadOptions {
             dtype,
             device: Device::Cpu,
+            tokenizer,
         },
     )?;
     Ok((ckpt, origin))

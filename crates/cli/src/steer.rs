@@ -208,7 +208,7 @@ fn run_build(a: BuildArgs) -> Result<()> {
     }
     let ck = &manifest.checkpoint;
     let field = |k: &str| ck.config.get(k).map(|v| v.to_string()).unwrap_or_default();
-    let meta: BTreeMap<String, String> = [
+    let mut meta: BTreeMap<String, String> = [
         ("format", "pretrace-steering-vector".to_string()),
         ("format_version", "1".to_string()),
         ("tool", format!("pretrace {}", env!("CARGO_PKG_VERSION"))),
@@ -245,6 +245,18 @@ fn run_build(a: BuildArgs) -> Result<()> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    if let Some(h) = &ck.hub {
+        // The hub reference and commit fix the source's files wherever the cache lives.
+        meta.insert(
+            "source_model".into(),
+            format!("{} (commit {})", h.reference, h.commit),
+        );
+        meta.insert("source_hub".into(), h.reference.clone());
+        meta.insert("source_commit".into(), h.commit.clone());
+        if let Some(t) = &h.tokenizer {
+            meta.insert("source_tokenizer".into(), t.clone());
+        }
+    }
     let bytes = to_safetensors(&vectors, &meta)?;
     create_parent(&a.out)?;
     pretrace_store::write_atomic(&a.out, &bytes)?;

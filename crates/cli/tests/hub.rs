@@ -601,3 +601,116 @@ fn a_download_killed_midway_resumes_and_the_hubs_refusals_are_one_line() {
     );
     assert!(e.contains("gated") && e.contains("HF_TOKEN"), "{e}");
 }
+
+/// LLM360 Amber's layout: checkpoint branches `ckpt_*` with config and weights only, the tokenizer
+/// on `main`.
+#[test]
+fn revisions_without_a_tokenizer_take_mains_and_say_so() {
+    let d = scratch("amber");
+    let mut repo = FakeRepo::default();
+    for (k, step) in STEPS.iter().enumerate() {
+        let dir = d.join("src").join(step);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(golden("sweep").join(step).join(f), dir.join(f)).unwrap();
+        }
+        repo.add_folder(&format!("ckpt_{k:03}"), &dir).unwrap();
+    }
+    let main = repo
+        .add_folder("main", &golden("sweep").join("step143000"))
+        .unwrap();
+    let hub = FakeHub::start(BTreeMap::from([(REPO.to_string(), repo)])).unwrap();
+    let cache = d.join("cache");
+    let data = data();
+    let args = |out: &Path| {
+        vec![
+            "extract".to_string(),
+            "--checkpoints".into(),
+            "hf:tiny/suite".into(),
+            "--revisions".into(),
+            "ckpt_*".into(),
+            "--data".into(),
+            data.clone(),
+            "--out".into(),
+            s(out).into(),
+            "--layers".into(),
+            "0,1".into(),
+        ]
+    };
+    let a = args(&d.join("online"));
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let err = ok(&cache, Some(&hub.endpoint()), &a);
+    assert!(
+        err.contains(
+            "hf:tiny/suite@ckpt_000 ships no tokenizer: taking the tokenizer of hf:tiny/suite@main"
+        ),
+        "{err}"
+    );
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("online/ckpt_001/texts/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        m["checkpoint"]["hub"]["tokenizer"],
+        format!("hf:tiny/suite@main (commit {main})")
+    );
+    assert_eq!(
+        m["checkpoint"]["hub"]["reference"],
+        "hf:tiny/suite@ckpt_001"
+    );
+    // Offline, the cached main tokenizer serves, and a second store equals the first.
+    let b = args(&d.join("offline"));
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    ok(&cache, None, &b);
+    assert_eq!(
+        store_contents(&d.join("online")),
+        store_contents(&d.join("offline"))
+    );
+    // --tokenizer names another source for every checkpoint, recorded as such.
+    let mut c = args(&d.join("explicit"));
+    c.extend(["--tokenizer".into(), s(&golden("sweep/step0")).into()]);
+    let c: Vec<&str> = c.iter().map(String::as_str).collect();
+    let err = ok(&cache, None, &c);
+    assert!(
+        err.contains("the tokenizer of every checkpoint comes from"),
+        "{err}"
+    );
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("explicit/ckpt_000/texts/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(m["checkpoint"]["hub"]["tokenizer"]
+        .as_str()
+        .unwrap()
+        .ends_with("sweep/step0"));
+    // The vector built from such a store names the hub source and its commit.
+    let vec = d.join("v.safetensors");
+    ok(
+        &cache,
+        None,
+        &[
+            "steer",
+            "build",
+            "--store",
+            s(&d.join("online")),
+            "--checkpoint",
+            "ckpt_001",
+            "--dataset",
+            "texts",
+            "--layers",
+            "1",
+            "--out",
+            s(&vec),
+        ],
+    );
+    let bytes = std::fs::read(&vec).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let meta = &header["__metadata__"];
+    assert_eq!(meta["source_hub"], "hf:tiny/suite@ckpt_001");
+    assert_eq!(
+        meta["source_tokenizer"],
+        format!("hf:tiny/suite@main (commit {main})")
+    );
+    assert!(meta["source_commit"].as_str().unwrap().len() == 40);
+}

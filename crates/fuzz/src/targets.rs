@@ -729,6 +729,7 @@ fn build_store(golden: &Path, at: &Path, root: &Path) -> Result<(String, String)
         step: Some(0),
         tokens: None,
         hub: None,
+        tokenizer: None,
     };
     let opts = pretrace_sweep::ExtractOptions {
         layers: pretrace_sweep::LayerSpec::parse("0,2").map_err(|e| e.to_string())?,

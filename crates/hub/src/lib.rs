@@ -43,5 +43,5 @@ pub use resolve::{
 };
 pub use suite::{
     check_uniform, discover, in_hf_cache, parse_name, shape_of, sort_by_step, CheckpointRef,
-    HubSource, Selection,
+    HubSource, Selection, TokenizerSource,
 };

@@ -2,15 +2,16 @@
 //! listed and downloaded (unless `HF_HUB_OFFLINE` is set, when it is an error that lists what is
 //! missing and the commands that fetch it).
 
-use crate::cache::{offline_from, Cache};
+use crate::cache::{offline_from, Cache, Presence};
 use crate::client::{ClientOptions, FileMeta, Head, HubClient};
 use crate::error::{HubError, Result};
 use crate::files::{pick_weights, shards_in_index, CONFIG, TOKENIZER_FILES};
 use crate::reference::{is_commit, HubRef, Reference};
 use crate::resolve::{
-    missing_files, order, parse_revisions, resolve_cached, select, Branch, ResolvedModel,
+    missing_files, order, parse_revisions, resolve_cached, select, snapshot_has_tokenizer, Branch,
+    ResolvedModel,
 };
-use crate::suite::{CheckpointRef, HubSource};
+use crate::suite::{CheckpointRef, HubSource, TokenizerSource};
 use std::path::PathBuf;
 
 /// One file a checkpoint needs, as the hub describes it.
@@ -175,6 +176,7 @@ impl Hub {
                 Ok(ResolvedModel {
                     path: c.path,
                     hub: c.hub,
+                    tokenizer: None,
                 })
             }
         }
@@ -330,5 +332,130 @@ impl Hub {
             rc.mark_absent(&h.commit, a)?;
         }
         Ok(out)
+    }
+
+    /// Whether the revision of `h` has tokenizer files of its own (`tokenizer.json` or
+    /// `tokenizer.model`): from the cache, else from the hub's file list. A snapshot in the cache
+    /// without them, offline, has none (`hf download` fetches every file of a revision).
+    pub fn has_own_tokenizer(&self, h: &HubSource) -> Result<bool> {
+        let rc = self.cache.repo(&h.repo);
+        if snapshot_has_tokenizer(&rc, &h.commit) {
+            return Ok(true);
+        }
+        let known_absent = ["tokenizer.json", "tokenizer.model"]
+            .iter()
+            .all(|f| matches!(rc.lookup(&h.commit, f), Presence::Absent));
+        match &self.client {
+            Some(c) if !known_absent => Ok(crate::files::has_tokenizer(
+                &c.revision(&h.repo, &h.commit)?.files,
+            )),
+            _ => Ok(false),
+        }
+    }
+
+    /// The folder holding the tokenizer files of `r` (a path, or `hf:ORG/NAME[@REVISION]` whose
+    /// tokenizer files alone are downloaded into the cache when they are not there), and what to
+    /// record for it.
+    pub fn tokenizer(&self, r: &Reference) -> Result<TokenizerSource> {
+        let h = match r {
+            Reference::Path(p) => {
+                return Ok(TokenizerSource {
+                    path: p.clone(),
+                    reference: p.display().to_string(),
+                })
+            }
+            Reference::Hub(h) => h,
+        };
+        let rev = h.revision_or_main().to_string();
+        let rc = self.cache.repo(&h.repo);
+        let cached = rc
+            .commit_of(&rev)?
+            .filter(|c| snapshot_has_tokenizer(&rc, c));
+        let commit = match (cached, &self.client) {
+            (Some(c), _) => c,
+            (None, None) => {
+                return Err(HubError::NotCached {
+                    repo: h.repo.clone(),
+                    cache: self.cache.root().to_path_buf(),
+                    offline: true,
+                    missing: vec![format!(
+                        "{rev}: the tokenizer (tokenizer.json or tokenizer.model)"
+                    )],
+                    fetch: vec![format!(
+                        "hf download {} --revision {rev} {}",
+                        h.repo,
+                        TOKENIZER_FILES.join(" ")
+                    )],
+                })
+            }
+            (None, Some(client)) => {
+                let info = client.revision(&h.repo, &rev)?;
+                if !crate::files::has_tokenizer(&info.files) {
+                    return Err(HubError::Invalid(format!(
+                        "hf:{}@{rev} has no tokenizer.json or tokenizer.model either; name a tokenizer with --tokenizer hf:ORG/NAME[@REVISION] or a folder",
+                        h.repo
+                    )));
+                }
+                for t in TOKENIZER_FILES {
+                    if info.files.iter().any(|f| f == t) {
+                        client.download(&self.cache, &h.repo, &rev, t, &mut |_, _| {})?;
+                    } else {
+                        rc.mark_absent(&info.commit, t)?;
+                    }
+                }
+                info.commit
+            }
+        };
+        Ok(TokenizerSource {
+            path: rc.snapshot_dir(&commit),
+            reference: format!("hf:{}@{rev} (commit {commit})", h.repo),
+        })
+    }
+
+    /// Gives every checkpoint of `suite` its tokenizer source: `explicit` for all when given,
+    /// else, for hub revisions without tokenizer files, the repository's `main`. Returns a note
+    /// for each checkpoint that takes its tokenizer from elsewhere.
+    pub fn attach_tokenizers(
+        &self,
+        suite: &mut [CheckpointRef],
+        explicit: Option<&Reference>,
+    ) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        if let Some(r) = explicit {
+            let t = self.tokenizer(r)?;
+            notes.push(format!(
+                "the tokenizer of every checkpoint comes from {}",
+                t.reference
+            ));
+            for c in suite.iter_mut() {
+                c.tokenizer = Some(t.clone());
+            }
+            return Ok(notes);
+        }
+        let mut main: std::collections::BTreeMap<String, TokenizerSource> = Default::default();
+        for c in suite.iter_mut() {
+            let Some(h) = c.hub.clone() else { continue };
+            if self.has_own_tokenizer(&h)? {
+                continue;
+            }
+            let t = match main.get(&h.repo) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = self.tokenizer(&Reference::Hub(HubRef {
+                        repo: h.repo.clone(),
+                        revision: Some("main".into()),
+                    }))?;
+                    main.insert(h.repo.clone(), t.clone());
+                    t
+                }
+            };
+            notes.push(format!(
+                "{} ships no tokenizer: taking the tokenizer of {}",
+                h.reference(),
+                t.reference
+            ));
+            c.tokenizer = Some(t);
+        }
+        Ok(notes)
     }
 }

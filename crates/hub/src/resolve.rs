@@ -186,6 +186,7 @@ pub fn order(
                 revision: rev.clone(),
                 commit: commit.clone(),
             }),
+            tokenizer: None,
         });
     }
     sort_by_step(&mut out);
@@ -303,14 +304,21 @@ pub struct ResolvedModel {
     pub path: PathBuf,
     /// Where it came from on the hub, when it did.
     pub hub: Option<HubSource>,
+    /// Where its tokenizer came from, when not from its own folder.
+    pub tokenizer: Option<String>,
 }
 
 impl ResolvedModel {
-    /// What to record as the model's origin: `hf:ORG/NAME@REVISION (commit C)` or the path.
+    /// What to record as the model's origin: `hf:ORG/NAME@REVISION (commit C)` or the path, and
+    /// the tokenizer's origin when it is another.
     pub fn describe(&self) -> String {
-        match &self.hub {
+        let base = match &self.hub {
             Some(h) => format!("{} (commit {})", h.reference(), h.commit),
             None => self.path.display().to_string(),
+        };
+        match &self.tokenizer {
+            Some(t) => format!("{base}, tokenizer from {t}"),
+            None => base,
         }
     }
 }
@@ -341,6 +349,7 @@ pub fn resolve_model_cached(
             Ok(ResolvedModel {
                 path: p.clone(),
                 hub,
+                tokenizer: None,
             })
         }
         crate::Reference::Hub(h) => {
@@ -352,6 +361,7 @@ pub fn resolve_model_cached(
             Ok(ResolvedModel {
                 path: c.path,
                 hub: c.hub,
+                tokenizer: None,
             })
         }
     }

@@ -18,6 +18,17 @@ pub struct CheckpointRef {
     pub tokens: Option<u64>,
     /// Where it came from on the Hugging Face hub, when it did.
     pub hub: Option<HubSource>,
+    /// Where its tokenizer comes from when not from its own folder (`--tokenizer`, or the
+    /// repository's `main` for a revision that ships none).
+    pub tokenizer: Option<TokenizerSource>,
+}
+
+/// A tokenizer taken from elsewhere: the folder with its files, and what to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenizerSource {
+    pub path: PathBuf,
+    /// `hf:ORG/NAME@REVISION (commit C)` or the folder.
+    pub reference: String,
 }
 
 /// A checkpoint's place on the hub: repository, revision and the commit it resolved to.
@@ -122,6 +133,7 @@ fn checkpoint_ref(p: &Path) -> CheckpointRef {
         step,
         tokens,
         hub: None,
+        tokenizer: None,
     }
 }
 
@@ -210,6 +222,7 @@ fn discover_cached(repo: &RepoCache, only: Option<&str>) -> Result<Vec<Checkpoin
                 revision: name.clone(),
                 commit,
             }),
+            tokenizer: None,
         });
     }
     if !unnamed.is_empty() && (only.is_some() || !out.is_empty() || unnamed.len() > 1) {
@@ -238,6 +251,7 @@ fn discover_cached(repo: &RepoCache, only: Option<&str>) -> Result<Vec<Checkpoin
                     revision: commit.clone(),
                     commit: commit.clone(),
                 }),
+                tokenizer: None,
             }]);
         }
         return Err(HubError::at(

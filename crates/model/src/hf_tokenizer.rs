@@ -144,8 +144,8 @@ fn build(
 ) -> Result<Option<Tokenizer>> {
     let (origin, mut doc) = if from_slow {
         let p = dir.join("tokenizer.model");
-        let bytes =
-            std::fs::read(&p).map_err(|e| ModelError::tokenizer(&p, format!("cannot read: {e}")))?;
+        let bytes = std::fs::read(&p)
+            .map_err(|e| ModelError::tokenizer(&p, format!("cannot read: {e}")))?;
         let m = SpModel::parse(&bytes).map_err(|e| {
             ModelError::tokenizer(
                 &p,
@@ -167,7 +167,9 @@ fn build(
         let doc: Value = serde_json::from_str(&text).map_err(|e| {
             ModelError::tokenizer(
                 &p,
-                format!("not a valid tokenizer.json ({e}); re-download it from the model repository"),
+                format!(
+                    "not a valid tokenizer.json ({e}); re-download it from the model repository"
+                ),
             )
         })?;
         (p, doc)
@@ -197,7 +199,10 @@ fn build(
             let id: u64 = k.parse().map_err(|_| {
                 ModelError::tokenizer(
                     cfg_path,
-                    format!("added_tokens_decoder key '{}' is not a token id", pretrace_core::shown(k, 40)),
+                    format!(
+                        "added_tokens_decoder key '{}' is not a token id",
+                        pretrace_core::shown(k, 40)
+                    ),
                 )
             })?;
             entries.push((id, v));
@@ -207,7 +212,9 @@ fn build(
             let Some(content) = v.get("content").and_then(Value::as_str) else {
                 return Err(ModelError::tokenizer(
                     cfg_path,
-                    format!("added_tokens_decoder[{id}] has no 'content'; fix tokenizer_config.json"),
+                    format!(
+                        "added_tokens_decoder[{id}] has no 'content'; fix tokenizer_config.json"
+                    ),
                 ));
             };
             if seen.contains(content) {
@@ -223,13 +230,23 @@ fn build(
             seen.insert(content.to_string());
         }
     }
-    for key in ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"] {
+    for key in [
+        "bos_token",
+        "eos_token",
+        "unk_token",
+        "sep_token",
+        "pad_token",
+        "cls_token",
+        "mask_token",
+    ] {
         let Some(t) = tok_of(key) else { continue };
         if seen.contains(&t) {
             continue;
         }
         // A special token outside the vocabulary would get a new id the model has no row for.
-        let Some(id) = first.token_to_id(&t) else { continue };
+        let Some(id) = first.token_to_id(&t) else {
+            continue;
+        };
         extra.push(json!({
             "id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
             "normalized": false, "special": true,
@@ -248,7 +265,10 @@ fn build(
         let bos = tok_of("bos_token").unwrap_or_else(|| bos_d.to_string());
         let eos = tok_of("eos_token").unwrap_or_else(|| eos_d.to_string());
         let with_added = parse(&doc.to_string()).map_err(|e| {
-            ModelError::tokenizer(cfg_path, format!("its added tokens do not fit the tokenizer ({e})"))
+            ModelError::tokenizer(
+                cfg_path,
+                format!("its added tokens do not fit the tokenizer ({e})"),
+            )
         })?;
         let id_of = |t: &str, key: &str| {
             with_added.token_to_id(t).ok_or_else(|| {
@@ -265,11 +285,17 @@ fn build(
         let seq = |s: &str, ty: u32| json!({"Sequence": {"id": s, "type_id": ty}});
         if add_bos {
             let id = id_of(&bos, "add_bos_token")?;
-            specials.insert(bos.clone(), json!({"id": bos, "ids": [id], "tokens": [bos]}));
+            specials.insert(
+                bos.clone(),
+                json!({"id": bos, "ids": [id], "tokens": [bos]}),
+            );
         }
         if add_eos {
             let id = id_of(&eos, "add_eos_token")?;
-            specials.insert(eos.clone(), json!({"id": eos, "ids": [id], "tokens": [eos]}));
+            specials.insert(
+                eos.clone(),
+                json!({"id": eos, "ids": [id], "tokens": [eos]}),
+            );
         }
         if add_bos {
             single.push(special(&bos, 0));

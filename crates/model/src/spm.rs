@@ -98,7 +98,11 @@ impl<'a> Reader<'a> {
                 let b = self.take(4)?;
                 Field::Fixed32(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             }
-            w => return Err(format!("field {num} has wire type {w}, which a ModelProto never uses")),
+            w => {
+                return Err(format!(
+                    "field {num} has wire type {w}, which a ModelProto never uses"
+                ))
+            }
         };
         Ok(Some((num, f)))
     }
@@ -136,7 +140,12 @@ impl SpModel {
                                     4 => PieceType::UserDefined,
                                     5 => PieceType::Unused,
                                     6 => PieceType::Byte,
-                                    t => return Err(format!("piece {} has unknown type {t}", pieces.len())),
+                                    t => {
+                                        return Err(format!(
+                                            "piece {} has unknown type {t}",
+                                            pieces.len()
+                                        ))
+                                    }
                                 }
                             }
                             _ => {}
@@ -182,7 +191,10 @@ pub struct LlamaStyle {
 /// BPE merges as transformers' `generate_merges` recovers them from a vocabulary ordered by score:
 /// every split of a piece into two pieces of the vocabulary, ordered by score, then by the lengths
 /// (in characters) of the two halves, all descending; ties keep vocabulary order.
-fn merges(vocab: &std::collections::HashMap<&str, usize>, scores: &[(String, f32)]) -> Vec<(String, String)> {
+fn merges(
+    vocab: &std::collections::HashMap<&str, usize>,
+    scores: &[(String, f32)],
+) -> Vec<(String, String)> {
     let mut all: Vec<(&str, &str, f32)> = Vec::new();
     for (piece, score) in scores {
         let mut local: Vec<(&str, &str, f32)> = Vec::new();
@@ -286,13 +298,21 @@ pub fn llama_tokenizer_json(m: &SpModel, style: LlamaStyle) -> Result<Value, Str
         seq.push(replace(" ", "▁"));
         (json!({"type": "Sequence", "normalizers": seq}), Value::Null)
     } else {
-        let scheme = if style.add_prefix_space { "first" } else { "never" };
+        let scheme = if style.add_prefix_space {
+            "first"
+        } else {
+            "never"
+        };
         (
             Value::Null,
             json!({"type": "Metaspace", "replacement": "▁", "prepend_scheme": scheme, "split": false}),
         )
     };
-    let mut decoders = vec![replace("▁", " "), json!({"type": "ByteFallback"}), json!({"type": "Fuse"})];
+    let mut decoders = vec![
+        replace("▁", " "),
+        json!({"type": "ByteFallback"}),
+        json!({"type": "Fuse"}),
+    ];
     if style.add_prefix_space {
         decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
     }

@@ -36,7 +36,11 @@ fn compare(tok: &Tokenizer, case: &str, texts: &[String], expect: &Value) -> usi
     let mut n = 0;
     for (key, special) in [("with", true), ("without", false)] {
         let exp = want(&expect[key]);
-        assert_eq!(exp.len(), texts.len(), "{case}: golden has another row count");
+        assert_eq!(
+            exp.len(),
+            texts.len(),
+            "{case}: golden has another row count"
+        );
         for (t, e) in texts.iter().zip(&exp) {
             let got = tok.encode_with(t, special).unwrap();
             assert_eq!(&got, e, "{case} ({key} special tokens): {t:?}");
@@ -78,12 +82,20 @@ fn sentencepiece_bpe_converts_as_llama_tokenizer_fast() {
 
 #[test]
 fn sentencepiece_non_legacy_uses_metaspace_first() {
-    check_case(&golden().join("spm_bpe_nonlegacy"), "spm_bpe_nonlegacy", "llama");
+    check_case(
+        &golden().join("spm_bpe_nonlegacy"),
+        "spm_bpe_nonlegacy",
+        "llama",
+    );
 }
 
 #[test]
 fn sentencepiece_without_prefix_space() {
-    check_case(&golden().join("spm_bpe_no_prefix"), "spm_bpe_no_prefix", "llama");
+    check_case(
+        &golden().join("spm_bpe_no_prefix"),
+        "spm_bpe_no_prefix",
+        "llama",
+    );
 }
 
 #[test]
@@ -138,14 +150,30 @@ fn a_broken_tokenizer_model_is_an_error_naming_the_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let good = std::fs::read(golden().join("spm_bpe/tokenizer.model")).unwrap();
     std::fs::write(dir.join("tokenizer.model"), &good[..good.len() / 3]).unwrap();
-    let e = Tokenizer::from_dir(&dir, Some("llama")).unwrap_err().to_string();
-    assert!(e.contains("tokenizer.model") && e.contains("SentencePiece"), "{e}");
+    let e = Tokenizer::from_dir(&dir, Some("llama"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tokenizer.model") && e.contains("SentencePiece"),
+        "{e}"
+    );
     // Not a LLaMA-style model and no config: refused, not guessed.
     std::fs::write(dir.join("tokenizer.model"), &good).unwrap();
-    let e = Tokenizer::from_dir(&dir, Some("gpt2")).unwrap_err().to_string();
+    let e = Tokenizer::from_dir(&dir, Some("gpt2"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("LLaMA-style"), "{e}");
-    std::fs::write(dir.join("tokenizer_config.json"), r#"{"add_bos_token": "yes"}"#).unwrap();
-    let e = Tokenizer::from_dir(&dir, Some("llama")).unwrap_err().to_string();
-    assert!(e.contains("add_bos_token") && e.contains("tokenizer_config.json"), "{e}");
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"add_bos_token": "yes"}"#,
+    )
+    .unwrap();
+    let e = Tokenizer::from_dir(&dir, Some("llama"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("add_bos_token") && e.contains("tokenizer_config.json"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -839,7 +839,7 @@ figcaption{{font-size:.9em;color:#444}}pre{{background:#f7f7f7;padding:.6em;over
         probes.iter().map(|r| &r.dataset).chain(info.iter().map(|r| &r.dataset)).collect::<BTreeSet<_>>().len(),
         esc(protocol),
         esc(&info.iter().map(|r| r.estimator.as_str()).collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", ")));
-    h.push_str("<h3>Checkpoints</h3>\n<table><tr><th class=\"l\">checkpoint</th><th>step</th><th>tokens</th><th class=\"l\">architecture</th><th>layers</th><th>d_model</th><th class=\"l\">path</th></tr>\n");
+    h.push_str("<h3>Checkpoints</h3>\n<table><tr><th class=\"l\">checkpoint</th><th>step</th><th>tokens</th><th class=\"l\">architecture</th><th>layers</th><th>d_model</th><th class=\"l\">source</th></tr>\n");
     let mut seen = BTreeSet::new();
     let mut by_ckpt: BTreeMap<(Option<u64>, String), &Manifest> = BTreeMap::new();
     for m in &inputs.manifests {
@@ -864,7 +864,17 @@ figcaption{{font-size:.9em;color:#444}}pre{{background:#f7f7f7;padding:.6em;over
             esc(&field(&["arch", "model_type"])),
             esc(&field(&["n_layers", "num_hidden_layers"])),
             esc(&field(&["d_model", "hidden_size"])),
-            esc(&m.checkpoint.path)
+            esc(&match &m.checkpoint.hub {
+                // The hub reference and commit, which fix the files wherever the cache lives.
+                Some(hub) => {
+                    let mut s = format!("{} (commit {})", hub.reference, hub.commit);
+                    if let Some(t) = &hub.tokenizer {
+                        s.push_str(&format!("; tokenizer from {t}"));
+                    }
+                    s
+                }
+                None => m.checkpoint.path.clone(),
+            })
         );
     }
     h.push_str("</table>\n<h3>Datasets</h3>\n<table><tr><th class=\"l\">dataset</th><th>rows</th><th class=\"l\">text, label columns</th><th class=\"l\">sha256</th><th class=\"l\">path</th></tr>\n");

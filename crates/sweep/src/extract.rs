@@ -217,15 +217,26 @@ pub fn checkpoint_files(ckpt: &CheckpointRef) -> Result<Vec<FileId>> {
                 .map_or(String::new(), |n| n.to_string_lossy().to_string());
             f.is_file()
                 && (n == "config.json"
-                    || n == "tokenizer.json"
+                    || (ckpt.tokenizer.is_none() && TOKENIZER_FILES.contains(&n.as_str()))
                     || n.ends_with(".safetensors")
                     || n.ends_with(".bin")
                     || n.ends_with(".index.json"))
         })
         .collect();
+    if let Some(t) = &ckpt.tokenizer {
+        files.extend(
+            TOKENIZER_FILES
+                .iter()
+                .map(|n| t.path.join(n))
+                .filter(|f| f.is_file()),
+        );
+    }
     files.sort();
     files.iter().map(|f| file_id(f)).collect()
 }
+
+/// The files that make a tokenizer (transformers reads them all).
+const TOKENIZER_FILES: [&str; 4] = pretrace_hub::files::TOKENIZER_FILES;
 
 /// Tokens a batch needs before padding is avoided by cutting it short.
 const PLENTY_TOKENS: usize = 512;
@@ -408,7 +419,7 @@ pub fn extract_from(
                     hub: ck.hub.as_ref().map(|h| HubInfo {
                         reference: h.reference(),
                         commit: h.commit.clone(),
-                        tokenizer: None,
+                        tokenizer: ck.tokenizer.as_ref().map(|t| t.reference.clone()),
                     }),
                 },
                 dataset: DatasetInfo {
@@ -513,8 +524,12 @@ pub fn extract_from(
         let blockwise = opts.force_blockwise || budget.is_some_and(|b| est > b);
         let lopts = LoadOptions {
             dtype: opts.dtype,
+            tokenizer: ck.tokenizer.as_ref().map(|t| t.path.clone()),
             ..LoadOptions::default()
         };
+        if let Some(t) = &ck.tokenizer {
+            progress.note(&format!("{}: tokenizer from {}", ck.name, t.reference));
+        }
         let ckpt: Checkpoint = if blockwise {
             return_freed_memory_eagerly();
             Model::load_streamed(&ck.path, &lopts)?
