@@ -105,7 +105,7 @@ pub fn load(dir: &Path, model_type: Option<&str>) -> Result<Option<Tokenizer>> {
         if has_json {
             return Tokenizer::from_file(&json_path).map(Some);
         }
-        if !model_type.is_some_and(|m| class_for(m) == Some("LlamaTokenizer")) {
+        if model_type.is_none_or(|m| class_for(m) != Some("LlamaTokenizer")) {
             return Err(ModelError::tokenizer(
                 &model_path,
                 "a tokenizer.model with no tokenizer_config.json converts only for LLaMA-style models; add the repository's tokenizer_config.json or tokenizer.json",
