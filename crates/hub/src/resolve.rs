@@ -444,4 +444,62 @@ mod tests {
         let names: Vec<&str> = s.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["ckpt_000", "ckpt_358", "main"]);
     }
+
+    fn ordered(names: &[(&str, u8)]) -> Vec<(String, Option<u64>, Option<u64>)> {
+        let branches: Vec<Branch> = names
+            .iter()
+            .map(|(n, i)| Branch {
+                name: n.to_string(),
+                commit: c(*i),
+            })
+            .collect();
+        let all: Vec<(String, String)> = branches
+            .iter()
+            .map(|b| (b.name.clone(), b.commit.clone()))
+            .collect();
+        order("o/n", &all, &branches)
+            .0
+            .into_iter()
+            .map(|c| (c.name, c.step, c.tokens))
+            .collect()
+    }
+
+    #[test]
+    fn olmo_and_amber_names_are_ordered_by_step() {
+        // OLMo-1 and OLMo-2 branch names, listed out of order; main is the last step.
+        let o = ordered(&[
+            ("step20000-tokens84B", 3),
+            ("step1000-tokens4B", 1),
+            ("main", 3),
+            ("step5000-tokens21B", 2),
+        ]);
+        let names: Vec<&str> = o.iter().map(|x| x.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "step1000-tokens4B",
+                "step5000-tokens21B",
+                "step20000-tokens84B"
+            ]
+        );
+        assert_eq!(o[0].1, Some(1000));
+        assert_eq!(o[0].2, Some(4_000_000_000));
+        let o = ordered(&[
+            ("stage1-step11000-tokens47B", 2),
+            ("stage1-step1000-tokens5B", 1),
+        ]);
+        assert_eq!(o[0].1, Some(1000));
+        assert_eq!(o[1].1, Some(11000));
+        // LLM360 Amber: ckpt_000 .. ckpt_358, main = ckpt_359.
+        let o = ordered(&[
+            ("ckpt_359", 9),
+            ("ckpt_010", 2),
+            ("main", 9),
+            ("ckpt_000", 1),
+            ("ckpt_100", 3),
+        ]);
+        let names: Vec<&str> = o.iter().map(|x| x.0.as_str()).collect();
+        assert_eq!(names, ["ckpt_000", "ckpt_010", "ckpt_100", "ckpt_359"]);
+        assert_eq!(o[3].1, Some(359));
+    }
 }
