@@ -8,7 +8,7 @@ use crate::error::{HubError, Result};
 use crate::files::{pick_weights, shards_in_index, CONFIG, TOKENIZER_FILES};
 use crate::reference::{is_commit, HubRef, Reference};
 use crate::resolve::{
-    missing_files, order, parse_revisions, resolve_cached, select, snapshot_has_tokenizer, Branch,
+    missing_files, order, patterns_for, resolve_cached, select, snapshot_has_tokenizer, Branch,
     ResolvedModel,
 };
 use crate::suite::{CheckpointRef, HubSource, TokenizerSource};
@@ -106,18 +106,7 @@ impl Hub {
             return resolve_cached(hub, revisions, &self.cache, true);
         };
         let repo = self.cache.repo(&hub.repo);
-        let patterns = match revisions {
-            Some(spec) => {
-                if hub.revision.is_some() {
-                    return Err(HubError::Invalid(format!(
-                        "{hub} names a revision and revisions are given too; write hf:{} with the revisions",
-                        hub.repo
-                    )));
-                }
-                parse_revisions(spec)?
-            }
-            None => vec![hub.revision_or_main().to_string()],
-        };
+        let patterns = patterns_for(hub, revisions)?;
         let any_glob = patterns.iter().any(|p| crate::resolve::is_glob(p));
         let branches: Vec<Branch> = if any_glob {
             client.refs(&hub.repo)?.branches

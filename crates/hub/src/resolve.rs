@@ -229,6 +229,23 @@ pub fn fetch_command(repo: &str, revision: &str) -> String {
     format!("hf download {repo} --revision {revision}")
 }
 
+/// The revision patterns a suite names: `revisions` (`--revisions`), else the reference's own
+/// revision, else `main`. Both at once is an error.
+pub fn patterns_for(hub: &HubRef, revisions: Option<&str>) -> Result<Vec<String>> {
+    match revisions {
+        Some(spec) => {
+            if hub.revision.is_some() {
+                return Err(HubError::Invalid(format!(
+                    "{hub} names a revision and revisions are given too; write hf:{} with the revisions",
+                    hub.repo
+                )));
+            }
+            parse_revisions(spec)
+        }
+        None => Ok(vec![hub.revision_or_main().to_string()]),
+    }
+}
+
 /// A suite resolved from the cache alone: every revision `revisions` names (default: the
 /// reference's own, else `main`), in training order, each with its snapshot folder. Globs and
 /// `all` match the revisions the cache has refs for. Anything missing is one error that lists
@@ -240,18 +257,7 @@ pub fn resolve_cached(
     offline: bool,
 ) -> Result<(Vec<CheckpointRef>, Vec<String>)> {
     let repo = cache.repo(&hub.repo);
-    let patterns = match revisions {
-        Some(spec) => {
-            if hub.revision.is_some() {
-                return Err(HubError::Invalid(format!(
-                    "{hub} names a revision and revisions are given too; write hf:{} with the revisions",
-                    hub.repo
-                )));
-            }
-            parse_revisions(spec)?
-        }
-        None => vec![hub.revision_or_main().to_string()],
-    };
+    let patterns = patterns_for(hub, revisions)?;
     let branches: Vec<Branch> = repo
         .refs()?
         .into_iter()
@@ -400,23 +406,14 @@ mod tests {
 
     #[test]
     fn main_is_placed_by_its_commit() {
-        let branches: Vec<Branch> = [
+        let names = [
             ("step0", 1),
             ("step1000", 2),
             ("step143000", 3),
             ("main", 3),
-        ]
-        .iter()
-        .map(|(n, i)| Branch {
-            name: n.to_string(),
-            commit: c(*i),
-        })
-        .collect();
-        let all: Vec<(String, String)> = branches
-            .iter()
-            .map(|b| (b.name.clone(), b.commit.clone()))
-            .collect();
-        let (s, notes) = order("o/n", &all, &branches);
+        ];
+        let branches = branches_of(&names);
+        let (s, notes) = order_of(&names);
         let names: Vec<&str> = s.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["step0", "step1000", "step143000"]);
         assert!(
@@ -445,19 +442,29 @@ mod tests {
         assert_eq!(names, ["ckpt_000", "ckpt_358", "main"]);
     }
 
-    fn ordered(names: &[(&str, u8)]) -> Vec<(String, Option<u64>, Option<u64>)> {
-        let branches: Vec<Branch> = names
+    /// Branches named `names`, each at commit `c(i)`.
+    fn branches_of(names: &[(&str, u8)]) -> Vec<Branch> {
+        names
             .iter()
             .map(|(n, i)| Branch {
                 name: n.to_string(),
                 commit: c(*i),
             })
-            .collect();
+            .collect()
+    }
+
+    /// `order` over [`branches_of`] `names`, all of them resolved.
+    fn order_of(names: &[(&str, u8)]) -> (Vec<CheckpointRef>, Vec<String>) {
+        let branches = branches_of(names);
         let all: Vec<(String, String)> = branches
             .iter()
             .map(|b| (b.name.clone(), b.commit.clone()))
             .collect();
         order("o/n", &all, &branches)
+    }
+
+    fn ordered(names: &[(&str, u8)]) -> Vec<(String, Option<u64>, Option<u64>)> {
+        order_of(names)
             .0
             .into_iter()
             .map(|c| (c.name, c.step, c.tokens))
