@@ -55,7 +55,7 @@ struct Runner<'a> {
 fn quote(a: &str) -> String {
     if !a.is_empty()
         && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+".contains(c))
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c))
     {
         a.to_string()
     } else {
@@ -296,8 +296,11 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
     };
 
     // 2. Activations of every checkpoint (and of the chat model, for its own vectors).
-    let extract = |ckpts: &Path, store: &Path| -> Vec<String> {
+    let extract = |ckpts: &Path, store: &Path, suite: bool| -> Vec<String> {
         let mut a = vec![s("extract"), s("--checkpoints"), p(ckpts)];
+        if let (true, Some(r)) = (suite, &f.models.revisions) {
+            a.extend([s("--revisions"), r.clone()]);
+        }
         for d in &data {
             a.extend([s("--data"), p(d)]);
         }
@@ -314,10 +317,16 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
         if let Some(b) = f.extract.batch_size {
             a.extend([s("--batch-size"), b.to_string()]);
         }
+        if let (true, Some(t)) = (suite, &f.models.tokenizer) {
+            a.extend([s("--tokenizer"), t.clone()]);
+        }
+        if let Some(b) = &f.extract.cache_budget {
+            a.extend([s("--cache-budget"), b.clone()]);
+        }
         a
     };
     let store = out.join("store");
-    r.step(extract(&suite, &store), None)?;
+    r.step(extract(&suite, &store, true), None)?;
     let steer = f.steer.as_ref();
     let chat_store = out.join("store-chat");
     let wants_chat_vector = steer.is_some_and(|st| st.sources.iter().any(|x| x == "chat"));
@@ -325,7 +334,7 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
         let Some(c) = &chat else {
             bail!("{file}: steer.sources names \"chat\" but models.chat is not set");
         };
-        r.step(extract(c, &chat_store), None)?;
+        r.step(extract(c, &chat_store, false), None)?;
     }
 
     // 3. Probes and the information plane.

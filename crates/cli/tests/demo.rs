@@ -250,10 +250,11 @@ fn experiment_files_are_checked_and_print_their_commands() {
     assert!(!dir.join("a/store").exists());
     let text = String::from_utf8_lossy(&out.stdout);
     for want in [
-        "pretrace extract --checkpoints models/Amber --data data/tracingllm/truthfulqa_train.csv",
+        "pretrace extract --checkpoints hf:LLM360/Amber --revisions all --data data/tracingllm/truthfulqa_train.csv",
+        "--cache-budget 30G",
         "pretrace probe --store",
         "--protocol paper",
-        "pretrace eval --model models/AmberChat --task toxigen",
+        "pretrace eval --model hf:LLM360/AmberChat --task toxigen",
         "--classifier models/toxigen_roberta",
         "pretrace steer build --store",
         "--dataset truthfulqa_train --layers '<middle layer>'",

@@ -724,3 +724,131 @@ fn revisions_without_a_tokenizer_take_mains_and_say_so() {
     );
     assert!(meta["source_commit"].as_str().unwrap().len() == 40);
 }
+
+#[test]
+fn an_experiment_file_takes_its_suite_and_chat_model_from_the_hub() {
+    let d = scratch("experiment");
+    let cache = d.join("cache");
+    cached_suite(&cache);
+    let data = data();
+    let file = d.join("hub.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"title = "tiny suite from the hub"
+datasets = ["{data}"]
+[models]
+suite = "hf:{REPO}"
+revisions = "step*"
+chat = "hf:{REPO}@step143000"
+[probe]
+protocol = "paper"
+[steer]
+sources = ["mid"]
+layer = 1
+alphas = [4.0]
+[[trust]]
+task = "sst2"
+data = "{data}"
+dataset = "texts"
+sign = -1
+"#
+        ),
+    )
+    .unwrap();
+    // The printed commands name the hub references as given.
+    let out = Command::new(bin())
+        .args(["run", s(&file), "--out", s(&d.join("dry")), "--dry-run"])
+        .env("HF_HUB_CACHE", &cache)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        format!("pretrace extract --checkpoints hf:{REPO} --revisions 'step*' --data"),
+        format!("pretrace eval --model hf:{REPO}@step143000 --task sst2"),
+    ] {
+        assert!(text.contains(&want), "{want} missing from:\n{text}");
+    }
+    // Run from the cache, offline: the store is the folders' store, entries named by revision.
+    let run_dir = d.join("run");
+    ok(&cache, None, &["run", s(&file), "--out", s(&run_dir)]);
+    let folders = d.join("folders");
+    ok(
+        &cache,
+        None,
+        &[
+            "extract",
+            "--checkpoints",
+            s(&golden("sweep")),
+            "--data",
+            &data,
+            "--out",
+            s(&folders),
+        ],
+    );
+    let got = store_contents(&run_dir.join("store"));
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        STEPS
+            .iter()
+            .map(|st| format!("{st}/texts"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(got, store_contents(&folders));
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("store/step1000/texts/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        m["checkpoint"]["hub"]["reference"],
+        format!("hf:{REPO}@step1000")
+    );
+    // The chat model's unsteered score is the folder's, and the mid source is step1000.
+    let plain = d.join("plain");
+    ok(
+        &cache,
+        None,
+        &[
+            "eval",
+            "--model",
+            s(&golden("sweep/step143000")),
+            "--task",
+            "sst2",
+            "--data",
+            &data,
+            "--out",
+            s(&plain),
+        ],
+    );
+    let exp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("experiment.json")).unwrap())
+            .unwrap();
+    let rows = exp["results"].as_array().unwrap();
+    let plain: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(plain.join("results.json")).unwrap())
+            .unwrap();
+    let unsteered = rows
+        .iter()
+        .find(|r| r["source"].is_null() && r["task"] == "sst2")
+        .unwrap();
+    assert_eq!(unsteered["value"], plain["metrics"]["acc"]);
+    assert!(
+        rows.iter()
+            .any(|r| r["source"] == "step1000" && r["source_role"] == "mid"),
+        "{rows:?}"
+    );
+    // `revisions` belongs to a hub suite.
+    std::fs::write(
+        &file,
+        format!(
+            "datasets = [\"{data}\"]\n[models]\nsuite = \"{}\"\nrevisions = \"step*\"\n",
+            s(&golden("sweep"))
+        ),
+    )
+    .unwrap();
+    let e = fails(&cache, None, &["run", s(&file), "--out", s(&d.join("bad"))]);
+    assert!(e.contains("hub.toml") && e.contains("revisions"), "{e}");
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -93,9 +93,17 @@ pub struct Lab {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Models {
-    /// A folder of pre-training checkpoints, or "lab".
+    /// A folder of pre-training checkpoints, a hub repository `hf:ORG/NAME` (its revisions from
+    /// `revisions`), or "lab".
     pub suite: String,
-    /// The fine-tuned model that is evaluated and steered, or "lab".
+    /// The revisions of a hub suite, as `--revisions` takes them: names (`step0,step1000`), globs
+    /// (`step*`) or `all`.
+    pub revisions: Option<String>,
+    /// The suite's tokenizer from this folder or hub reference, as `--tokenizer` (the chat model
+    /// keeps its own).
+    pub tokenizer: Option<String>,
+    /// The fine-tuned model that is evaluated and steered (a folder, `hf:ORG/NAME[@REV]`), or
+    /// "lab".
     pub chat: Option<String>,
 }
 
@@ -113,6 +121,8 @@ pub struct Extract {
     pub token: Option<String>,
     pub template: Option<String>,
     pub batch_size: Option<usize>,
+    /// Disk budget for the hub downloads of a sweep, as `--cache-budget` (`30G`, `512M`).
+    pub cache_budget: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +256,25 @@ pub fn validate(f: &ExperimentFile) -> Result<(), String> {
         return Err(format!(
             "[extract] template = \"{t}\" does not contain {{text}}"
         ));
+    }
+    let hub_suite = f.models.suite.starts_with("hf:");
+    if let (Some(r), false) = (&f.models.revisions, hub_suite) {
+        return Err(format!(
+            "[models] revisions = \"{r}\" applies to a hub suite: set suite = \"hf:ORG/NAME\", or select a folder's checkpoints without it"
+        ));
+    }
+    if hub_suite && f.models.suite.contains('@') && f.models.revisions.is_some() {
+        return Err(format!(
+            "[models] suite = \"{}\" names one revision and revisions names more: drop one of them",
+            f.models.suite
+        ));
+    }
+    if let Some(b) = &f.extract.cache_budget {
+        if pretrace_sweep::parse_size(b).is_err() {
+            return Err(format!(
+                "[extract] cache_budget = \"{b}\": not a size; write e.g. \"30G\", \"512M\" or a number of bytes"
+            ));
+        }
     }
     if f.extract.batch_size == Some(0) {
         return Err("[extract] batch_size = 0: give at least 1".to_string());
