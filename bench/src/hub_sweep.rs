@@ -14,7 +14,7 @@
 //!   full cache with `HF_HUB_OFFLINE=1` (process wall time: resolving, loading, forward passes,
 //!   writing the store);
 //! - **sweep**: the same command from an empty cache, online, with `--cache-budget` = two
-//!   checkpoints, while a thread measures the cache folder's size every 5 ms (regular files,
+//!   checkpoints, while a thread measures the cache folder's size every 20 ms (regular files,
 //!   partial downloads included; links not counted).
 //!
 //! The sweep's store must equal the offline one byte for byte (activations). Printed per round
@@ -62,6 +62,21 @@ fn disk_bytes(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+/// CPU seconds of this process and of its waited-for children (`/proc/self/stat`).
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let tick = 100.0;
+    let at = |i: usize| f.get(i).copied().unwrap_or(0.0) / tick;
+    // utime, stime, cutime, cstime are fields 14-17 of the line, 12-15 after the name.
+    (at(11) + at(12), at(13) + at(14))
 }
 
 /// The activations of every entry of a store, by `CHECKPOINT/DATASET`.
@@ -202,6 +217,27 @@ fn main() -> Result<()> {
             c.env("HF_HUB_OFFLINE", "1");
         }
         let t = Instant::now();
+        if std::env::var_os("BENCH_TRACE").is_some() {
+            // Each line pretrace writes, with the seconds since the command started.
+            use std::io::BufRead;
+            let mut child = c.stderr(std::process::Stdio::piped()).spawn()?;
+            let err = child.stderr.take().context("no stderr")?;
+            for line in std::io::BufReader::new(err)
+                .split(b'\n')
+                .map_while(|l| l.ok())
+            {
+                for part in String::from_utf8_lossy(&line).split('\r') {
+                    if !part.trim().is_empty() {
+                        eprintln!("[{:7.2}] {}", t.elapsed().as_secs_f64(), part.trim_end());
+                    }
+                }
+            }
+            let status = child.wait()?;
+            if !status.success() {
+                bail!("pretrace extract failed");
+            }
+            return Ok(t.elapsed().as_secs_f64());
+        }
         let o = c.output()?;
         let secs = t.elapsed().as_secs_f64();
         if !o.status.success() {
@@ -215,9 +251,9 @@ fn main() -> Result<()> {
 
     let (mut dl, mut ex, mut sw, mut peaks) = (vec![], vec![], vec![], vec![]);
     println!(
-        "| round | download s | extraction s | sweep s | sweep / max | peak disk MB | budget MB |"
+        "| round | download s | extraction s | sweep s | sweep / max | peak disk MB | budget MB | CPU s: extraction alone / sweep's pretrace / bench process during the sweep |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in 0..rounds {
         let round = work.join(format!("round{r}"));
         if round.exists() {
@@ -247,7 +283,9 @@ fn main() -> Result<()> {
         let d = t.elapsed().as_secs_f64();
         // Extraction alone, from the full cache.
         std::thread::sleep(Duration::from_secs(1));
+        let c0 = cpu_seconds();
         let e = run(&cache, false, &round.join("store-offline"), None)?;
+        let c1 = cpu_seconds();
         // The sweep under the budget, from an empty cache.
         let cache2 = round.join("cache-sweep");
         std::fs::create_dir_all(&cache2)?;
@@ -259,11 +297,13 @@ fn main() -> Result<()> {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     peak.fetch_max(disk_bytes(&dir), Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(5));
+                    std::thread::sleep(Duration::from_millis(20));
                 }
             })
         };
+        let c2 = cpu_seconds();
         let w = run(&cache2, true, &round.join("store-sweep"), Some(budget));
+        let c3 = cpu_seconds();
         stop.store(true, Ordering::SeqCst);
         let _ = watcher.join();
         let w = w?;
@@ -273,11 +313,14 @@ fn main() -> Result<()> {
             bail!("the sweep's store differs from the offline one");
         }
         println!(
-            "| {} | {d:.2} | {e:.2} | {w:.2} | {:.3} | {:.1} | {:.1} |",
+            "| {} | {d:.2} | {e:.2} | {w:.2} | {:.3} | {:.1} | {:.1} | {:.1} / {:.1} / {:.1} |",
             r + 1,
             w / d.max(e),
             p as f64 / 1e6,
-            budget as f64 / 1e6
+            budget as f64 / 1e6,
+            c1.1 - c0.1,
+            c3.1 - c2.1,
+            c3.0 - c2.0
         );
         dl.push(d);
         ex.push(e);

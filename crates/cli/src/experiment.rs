@@ -244,6 +244,7 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
         flag("layers", lab.layers.map(|v| v.to_string()));
         flag("heads", lab.heads.map(|v| v.to_string()));
         flag("d-mlp", lab.d_mlp.map(|v| v.to_string()));
+        flag("device", f.device.clone());
         r.step(a, None)?;
         let steps = lab
             .steps
@@ -264,6 +265,9 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
         }
         if let Some(v) = lab.seed {
             a.extend([s("--seed"), v.to_string()]);
+        }
+        if let Some(d) = &f.device {
+            a.extend([s("--device"), d.clone()]);
         }
         r.step(a, None)?;
     }
@@ -316,6 +320,9 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
         }
         if let Some(b) = f.extract.batch_size {
             a.extend([s("--batch-size"), b.to_string()]);
+        }
+        if let Some(d) = &f.device {
+            a.extend([s("--device"), d.clone()]);
         }
         if let (true, Some(t)) = (suite, &f.models.tokenizer) {
             a.extend([s("--tokenizer"), t.clone()]);
@@ -474,6 +481,9 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
                         s("--out"),
                         p(out_file),
                     ];
+                    if let Some(d) = &f.device {
+                        a.extend([s("--device"), d.clone()]);
+                    }
                     a.extend(extra.iter().cloned());
                     cmds.push(a);
                 }
@@ -499,6 +509,9 @@ pub fn run_experiment(text: &str, file: &str, out: &Path, dry: bool, exec: &Exec
                     }
                     if let Some(k) = t.shots {
                         a.extend([s("--shots"), k.to_string()]);
+                    }
+                    if let Some(d) = &f.device {
+                        a.extend([s("--device"), d.clone()]);
                     }
                     a.extend(extra.iter().cloned());
                     cmds.push(a);

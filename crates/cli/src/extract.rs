@@ -27,6 +27,8 @@ pub struct ExtractArgs {
     /// over its branches (step*), or all; ordered by the step in each name. Default: main.
     #[arg(long)]
     revisions: Option<String>,
+    #[command(flatten)]
+    device: crate::DeviceArg,
     /// Take every checkpoint's tokenizer from this folder or hub reference (hf:ORG/NAME[@REV]).
     /// Default: each checkpoint's own; a hub revision that ships none takes its repository's main.
     #[arg(long)]
@@ -213,6 +215,7 @@ pub fn run_extract(a: ExtractArgs) -> Result<()> {
         template: a.template.clone(),
         max_memory: a.max_memory.as_deref().map(parse_size).transpose()?,
         force_blockwise: a.blockwise,
+        device: a.device.open()?,
         tool: format!("pretrace {}", env!("CARGO_PKG_VERSION")),
         verify_checksums: a.verify,
         truncate: a.truncate,

@@ -55,6 +55,8 @@ pub struct LabEvalArgs {
     pub seed: u64,
     #[command(flatten)]
     pub steer: SteerFlags,
+    #[command(flatten)]
+    pub device: crate::DeviceArg,
 }
 
 #[derive(Args)]
@@ -82,6 +84,8 @@ pub struct SftArgs {
     /// Peak learning rate.
     #[arg(long, default_value_t = SftPlan::default().settings.lr)]
     pub lr: f64,
+    #[command(flatten)]
+    pub device: crate::DeviceArg,
 }
 
 #[derive(Args)]
@@ -124,6 +128,8 @@ pub struct PretrainArgs {
     pub heads: usize,
     #[arg(long, default_value_t = Plan::default().d_mlp)]
     pub d_mlp: usize,
+    #[command(flatten)]
+    pub device: crate::DeviceArg,
 }
 
 impl PretrainArgs {
@@ -170,7 +176,7 @@ struct CorpusArgs {
 pub fn run_lab(a: LabArgs) -> Result<()> {
     match a.command {
         LabCommand::Corpus(c) => corpus(c),
-        LabCommand::Pretrain(p) => pretrain(&p.out, &p.plan()).map(|_| ()),
+        LabCommand::Pretrain(p) => pretrain(&p.out, &p.plan(), &p.device.open()?).map(|_| ()),
         LabCommand::Eval(a) => lab_eval(&a),
         LabCommand::Sft(a) => {
             let world = match &a.world {
@@ -189,7 +195,7 @@ pub fn run_lab(a: LabArgs) -> Result<()> {
             };
             plan.settings.steps = a.steps;
             plan.settings.lr = a.lr;
-            sft(&a.base, &a.out, &world, &plan).map(|_| ())
+            sft(&a.base, &a.out, &world, &plan, &a.device.open()?).map(|_| ())
         }
     }
 }
@@ -241,7 +247,13 @@ fn lab_eval(a: &LabEvalArgs) -> Result<()> {
     }
     pretrace_core::check_target(&a.out)?;
     let origin = crate::hub::resolve_model(&a.model.to_string_lossy())?;
-    let ckpt = Model::load(&origin.path, &LoadOptions::default())?;
+    let ckpt = Model::load(
+        &origin.path,
+        &LoadOptions {
+            device: a.device.open()?,
+            ..LoadOptions::default()
+        },
+    )?;
     let tok = ckpt.tokenizer.as_ref().with_context(|| {
         format!(
             "{}: has no tokenizer.json; lab tasks need the lab tokenizer",
@@ -281,13 +293,19 @@ fn lab_eval(a: &LabEvalArgs) -> Result<()> {
 }
 
 /// Runs (or reuses) instruction tuning with a progress display.
-pub fn sft(base: &Path, out: &Path, world: &World, plan: &SftPlan) -> Result<SftRecord> {
+pub fn sft(
+    base: &Path,
+    out: &Path,
+    world: &World,
+    plan: &SftPlan,
+    device: &candle_core::Device,
+) -> Result<SftRecord> {
     if let Some(rec) = pretrace_lab::sft::completed(out, base, plan) {
         eprintln!("sft: reusing the chat model in {}", out.display());
         return Ok(rec);
     }
     let bar = Bar::new("sft", plan.settings.steps, "steps");
-    let rec = pretrace_lab::sft::sft(base, out, world, plan, &mut |l| {
+    let rec = pretrace_lab::sft::sft_on(base, out, world, plan, device, &mut |l| {
         bar.set(l.step);
         bar.set_message(format!("sft loss {:.3}", l.loss));
     })?;
@@ -305,7 +323,7 @@ pub fn sft(base: &Path, out: &Path, world: &World, plan: &SftPlan) -> Result<Sft
 }
 
 /// Runs (or reuses) a pre-training run with a progress display.
-pub fn pretrain(out: &Path, plan: &Plan) -> Result<Record> {
+pub fn pretrain(out: &Path, plan: &Plan, device: &candle_core::Device) -> Result<Record> {
     if let Some(rec) = completed(out, plan) {
         eprintln!(
             "pretrain: reusing the completed run in {} ({} checkpoints)",
@@ -317,7 +335,7 @@ pub fn pretrain(out: &Path, plan: &Plan) -> Result<Record> {
     let bar = Bar::new("pretrain", plan.settings.steps, "steps");
     let started = std::time::Instant::now();
     let mut last = None;
-    let rec = pretrace_lab::pretrain::pretrain(out, plan, &mut |e| match e {
+    let rec = pretrace_lab::pretrain::pretrain_on(out, plan, device, &mut |e| match e {
         Event::Corpus { docs, tokens } => bar.println(&format!(
             "pretrain: {docs} documents, {tokens} tokens, tokenizer and 5 probe datasets in {}",
             out.display()

@@ -20,10 +20,17 @@ mod report;
 mod steer;
 mod sweep_steer;
 
+/// The version, and whether this build runs models on NVIDIA GPUs.
+const VERSION: &str = if cfg!(feature = "cuda") {
+    concat!(env!("CARGO_PKG_VERSION"), " (cuda)")
+} else {
+    concat!(env!("CARGO_PKG_VERSION"), " (cpu only)")
+};
+
 #[derive(Parser)]
 #[command(
     name = "pretrace",
-    version,
+    version = VERSION,
     about = "Trace trustworthiness representations across pre-training checkpoints, and steer with them."
 )]
 struct Cli {
@@ -90,6 +97,25 @@ struct ModelArgs {
     /// the checkpoint's own; a hub revision that ships none takes its repository's main.
     #[arg(long)]
     tokenizer: Option<String>,
+    #[command(flatten)]
+    device: DeviceArg,
+}
+
+/// `--device`, on every command that runs a model.
+#[derive(Args, Clone)]
+pub struct DeviceArg {
+    /// Where the model runs: cpu, cuda (the first GPU) or cuda:N. GPUs need a build with
+    /// `--features cuda`; there `--dtype bf16` is the natural choice (f32 accumulation), and f32
+    /// runs without TF32, for parity.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl DeviceArg {
+    /// The device, opened: a one-line error when this build or this machine has no such device.
+    pub fn open(&self) -> Result<Device> {
+        Ok(pretrace_model::DeviceSpec::parse(&self.device)?.open()?)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -220,13 +246,14 @@ fn load(a: &ModelArgs) -> Result<(Checkpoint, pretrace_hub::ResolvedModel)> {
         ComputeDType::F32 => DType::F32,
         ComputeDType::Bf16 => DType::BF16,
     };
+    let device = a.device.open()?;
     let mut origin = hub::resolve_model(&a.model)?;
     let tokenizer = hub::tokenizer_for(&mut origin, a.tokenizer.as_deref())?;
     let ckpt = Model::load(
         &origin.path,
         &LoadOptions {
             dtype,
-            device: Device::Cpu,
+            device,
             tokenizer,
         },
     )?;
@@ -284,13 +311,28 @@ fn forward(a: ForwardArgs) -> Result<()> {
             site.to_string(),
             cap.get(site)?
                 .reshape((t, m.config.d_model))?
-                .to_dtype(DType::F32)?,
+                .to_dtype(DType::F32)?
+                .to_device(&Device::Cpu)?,
         ));
     }
-    tensors.push(("logits".into(), logits.reshape((t, m.config.vocab_size))?));
+    tensors.push((
+        "logits".into(),
+        logits
+            .reshape((t, m.config.vocab_size))?
+            .to_dtype(DType::F32)?
+            .to_device(&Device::Cpu)?,
+    ));
     let mut meta = HashMap::from([
         ("model".to_string(), origin.describe()),
         ("arch".to_string(), m.config.arch.clone()),
+        (
+            "device".to_string(),
+            pretrace_model::device::name_of(&m.device),
+        ),
+        (
+            "dtype".to_string(),
+            pretrace_model::finite::dtype_name(m.dtype).to_string(),
+        ),
     ]);
     if let Some(s) = &steering {
         meta.insert("steering".to_string(), s.settings.to_string());
@@ -378,6 +420,15 @@ fn info(a: ModelArgs) -> Result<()> {
     println!("d_mlp:        {}", c.d_mlp);
     println!("vocab:        {}", c.vocab_size);
     println!("weight dtype: {:?} (compute {:?})", m.weight_dtype, m.dtype);
+    let dev = pretrace_model::device::name_of(&m.device);
+    match pretrace_model::device::memory_info(&m.device) {
+        Some((free, total)) => println!(
+            "device:       {dev} ({} of {} MiB free)",
+            free >> 20,
+            total >> 20
+        ),
+        None => println!("device:       {dev}"),
+    }
     println!(
         "parameters:   {} ({:.1}M)",
         m.parameters,

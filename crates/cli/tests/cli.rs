@@ -328,3 +328,54 @@ fn gguf_of_an_unsupported_architecture() {
         "{e}"
     );
 }
+
+#[test]
+fn devices_are_chosen_by_name_and_refused_in_one_line() {
+    let model = golden("llama_gqa");
+    let m = model.to_str().unwrap();
+    let d = scratch("device");
+    let out = d.join("f.safetensors");
+    let o = out.to_str().unwrap();
+    // The CPU by name is the default's result, recorded in the file.
+    let (ok, _, err) = pretrace(&[
+        "forward", "--model", m, "--ids", "1,2,3", "--out", o, "--device", "CPU",
+    ]);
+    assert!(ok, "{err}");
+    let bytes = std::fs::read(&out).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone().unwrap();
+    assert_eq!(meta.get("device").map(String::as_str), Some("cpu"));
+    assert_eq!(meta.get("dtype").map(String::as_str), Some("f32"));
+    // A name that is no device, on every command that runs a model.
+    for args in [
+        vec!["forward", "--model", m, "--ids", "1", "--out", o],
+        vec!["generate", "--model", m, "--text", "a"],
+        vec!["info", "--model", m],
+        vec!["extract", "--checkpoints", m, "--data", "x.csv", "--out", o],
+    ] {
+        let mut a = args.clone();
+        a.extend(["--device", "tpu:0"]);
+        let e = fails(&a);
+        assert!(
+            e.contains("device 'tpu:0'") && e.contains("give cpu, cuda or cuda:N"),
+            "{a:?}: {e}"
+        );
+    }
+    // A GPU: this build (without the cuda feature) says so; a cuda build on a machine without
+    // one names the device it could not open.
+    let e = fails(&[
+        "forward", "--model", m, "--ids", "1", "--out", o, "--device", "cuda:1",
+    ]);
+    assert!(e.starts_with("error: cuda:1: "), "{e}");
+    if cfg!(feature = "cuda") {
+        assert!(e.contains("no usable NVIDIA GPU"), "{e}");
+    } else {
+        assert!(
+            e.contains("built without CUDA") && e.contains("--features cuda"),
+            "{e}"
+        );
+    }
+    // Nothing was written by the refused runs beyond the first file.
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
+    std::fs::remove_dir_all(&d).unwrap();
+}

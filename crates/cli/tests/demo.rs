@@ -291,6 +291,35 @@ fn experiment_files_are_checked_and_print_their_commands() {
     .unwrap();
     let e = fails(&["run", s(&bad), "--out", s(&dir.join("d")), "--dry-run"]);
     assert!(e.contains("trust task 'sst2': give `dataset`"), "{e}");
+    std::fs::write(
+        &bad,
+        "device = \"tpu\"\ndatasets = [\"a.csv\"]\n[models]\nsuite = \"s\"\n",
+    )
+    .unwrap();
+    let e = fails(&["run", s(&bad), "--out", s(&dir.join("g")), "--dry-run"]);
+    assert!(e.contains("bad.toml") && e.contains("device 'tpu'"), "{e}");
+    // `device` reaches every step that runs a model.
+    std::fs::write(
+        &bad,
+        "device = \"cuda:1\"\ndatasets = [\"a.csv\"]\n[models]\nsuite = \"s\"\nchat = \"c\"\n[[capability]]\ntask = \"lambada\"\ndata = \"a.txt\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(run::bin())
+        .args(["run", s(&bad), "--out", s(&dir.join("h")), "--dry-run"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    for want in [
+        "pretrace extract --checkpoints s ",
+        "pretrace eval --model c ",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(want))
+            .unwrap_or_else(|| panic!("{want}: {text}"));
+        assert!(line.contains("--device cuda:1"), "{line}");
+    }
     std::fs::write(&bad, "datasets = \"lab\"\n[models]\nsuite = \"lab\"\n").unwrap();
     let e = fails(&["run", s(&bad), "--out", s(&dir.join("e"))]);
     assert!(e.contains("no [lab] section"), "{e}");

@@ -136,6 +136,7 @@ impl Prefetch {
         let names = suite.iter().map(|c| c.name.clone()).collect();
         let (st, errs) = (state.clone(), errors.clone());
         let thread = std::thread::spawn(move || {
+            yield_to_compute();
             run(&hub, &suite, &plans, budget, &st, &errs, report);
         });
         Ok(Prefetch {
@@ -203,6 +204,18 @@ impl Drop for Prefetch {
         // A download under way finishes its current file (a partial one resumes next time);
         // the thread is not waited for.
         drop(self.thread.take());
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (Linux `nice` 10), so that downloading,
+/// hashing and writing the next checkpoint take the cycles the extraction leaves and do not
+/// preempt its worker threads, which wait on each other at every matrix product.
+fn yield_to_compute() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on this thread's id; no memory is passed.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
 }
 

@@ -26,6 +26,25 @@ pub struct FakeFile {
     pub bytes: Arc<Vec<u8>>,
     /// Stored in LFS (served by redirect to the CDN, ETag = sha256).
     pub lfs: bool,
+    /// The hub's ETag of it (sha256 of an LFS file, git's blob sha1 of the others), computed once.
+    pub etag: String,
+}
+
+impl FakeFile {
+    pub fn new(bytes: Vec<u8>, lfs: bool) -> FakeFile {
+        let etag = if lfs {
+            sha256_hex(&bytes)
+        } else {
+            let mut h = ContentHash::git_sha1(bytes.len() as u64);
+            h.update(&bytes);
+            h.hex()
+        };
+        FakeFile {
+            bytes: Arc::new(bytes),
+            lfs,
+            etag,
+        }
+    }
 }
 
 /// A repository: its commits' files, and branches and tags pointing at commits.
@@ -52,13 +71,7 @@ impl FakeRepo {
         for n in names {
             let bytes = std::fs::read(dir.join(&n))?;
             let lfs = is_lfs_name(&n);
-            files.insert(
-                n,
-                FakeFile {
-                    bytes: Arc::new(bytes),
-                    lfs,
-                },
-            );
+            files.insert(n, FakeFile::new(bytes, lfs));
         }
         Ok(self.add_commit(branch, files))
     }
@@ -307,7 +320,7 @@ fn route(
         for r in repos.values() {
             for files in r.commits.values() {
                 for f in files.values() {
-                    if f.lfs && sha256_hex(&f.bytes) == want {
+                    if f.lfs && f.etag == want {
                         let from = req
                             .header("Range")
                             .and_then(|v| v.strip_prefix("bytes="))
@@ -444,7 +457,7 @@ fn route(
         );
     };
     if f.lfs {
-        let sha = sha256_hex(&f.bytes);
+        let sha = f.etag.clone();
         Response {
             status: 302,
             headers: vec![
@@ -461,12 +474,10 @@ fn route(
             body: Body::Empty,
         }
     } else {
-        let mut h = ContentHash::git_sha1(f.bytes.len() as u64);
-        h.update(&f.bytes);
         Response {
             status: 200,
             headers: vec![
-                ("ETag".into(), format!("\"{}\"", h.hex())),
+                ("ETag".into(), format!("\"{}\"", f.etag)),
                 ("X-Repo-Commit".into(), commit.clone()),
                 ("Content-Length".into(), f.bytes.len().to_string()),
             ],
@@ -561,11 +572,14 @@ fn serve(
                 if drop_at > 0 && done >= drop_at {
                     return Ok(());
                 }
-                let mut piece = bytes[pos..end].to_vec();
+                let piece = &bytes[pos..end];
                 if corrupt && pos == from as usize && !piece.is_empty() {
-                    piece[0] ^= 0xff;
+                    let mut first = piece.to_vec();
+                    first[0] ^= 0xff;
+                    w.write_all(&first)?;
+                } else {
+                    w.write_all(piece)?;
                 }
-                w.write_all(&piece)?;
                 done += piece.len() as u64;
                 sent.fetch_add(piece.len() as u64, Ordering::SeqCst);
                 pos = end;

@@ -185,6 +185,17 @@ pub fn check_sizes(docs: usize, probe_rows: usize, vocab: usize) -> Result<()> {
 
 /// Runs (or reuses) the pre-training in `out`.
 pub fn pretrain(out: &Path, plan: &Plan, on: &mut dyn FnMut(Event)) -> Result<Record> {
+    pretrain_on(out, plan, &candle_core::Device::Cpu, on)
+}
+
+/// [`pretrain`] with the model trained on `device` (initialized on the host, so the run starts
+/// from the same weights on every device).
+pub fn pretrain_on(
+    out: &Path,
+    plan: &Plan,
+    device: &candle_core::Device,
+    on: &mut dyn FnMut(Event),
+) -> Result<Record> {
     if let Some(rec) = completed(out, plan) {
         return Ok(rec);
     }
@@ -237,7 +248,7 @@ pub fn pretrain(out: &Path, plan: &Plan, on: &mut dyn FnMut(Event)) -> Result<Re
             .collect()
     };
     let arch = plan.arch(tok.get_vocab_size(true));
-    let params = Params::init(&arch, plan.seed, DType::F32)?;
+    let params = Params::init(&arch, plan.seed, DType::F32)?.on(device)?;
     let mut trainer = Trainer::new(&params, &plan.settings)?;
     let mut rng = SplitMix64::new(plan.seed ^ 0x5eed_ba7c);
     let save_at = checkpoint_steps(plan.settings.steps);

@@ -158,6 +158,18 @@ pub fn sft(
     plan: &SftPlan,
     on: &mut dyn FnMut(&StepLog),
 ) -> Result<SftRecord> {
+    sft_on(base, out, world, plan, &candle_core::Device::Cpu, on)
+}
+
+/// [`sft`] with the model trained on `device`.
+pub fn sft_on(
+    base: &Path,
+    out: &Path,
+    world: &World,
+    plan: &SftPlan,
+    device: &candle_core::Device,
+    on: &mut dyn FnMut(&StepLog),
+) -> Result<SftRecord> {
     if let Some(rec) = completed(out, base, plan) {
         return Ok(rec);
     }
@@ -206,7 +218,7 @@ pub fn sft(
         .chunks(plan.batch)
         .map(|c| TrainBatch::supervised(c, eot))
         .collect::<Result<_>>()?;
-    let params = Params::load(base, DType::F32)?;
+    let params = Params::load(base, DType::F32)?.on(device)?;
     let before = evaluate(&params, &held)?;
     let mut trainer = Trainer::new(&params, &plan.settings)?;
     let mut rng = SplitMix64::new(plan.seed ^ 0x5f7_7a1e);

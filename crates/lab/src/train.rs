@@ -188,6 +188,7 @@ pub struct Params {
     pub arch: Arch,
     vars: Vec<(String, Var)>,
     dtype: DType,
+    device: Device,
 }
 
 impl Params {
@@ -210,7 +211,31 @@ impl Params {
             arch: arch.clone(),
             vars,
             dtype,
+            device: Device::Cpu,
         })
+    }
+
+    /// The same parameters on `device` (initialization and loading happen on the host, so a run
+    /// starts from the same values on every device).
+    pub fn on(self, device: &Device) -> Result<Params> {
+        if device.same_device(&self.device) {
+            return Ok(self);
+        }
+        let mut vars = Vec::with_capacity(self.vars.len());
+        for (n, v) in self.vars {
+            vars.push((n, Var::from_tensor(&v.as_tensor().to_device(device)?)?));
+        }
+        Ok(Params {
+            arch: self.arch,
+            vars,
+            dtype: self.dtype,
+            device: device.clone(),
+        })
+    }
+
+    /// Where the parameters live.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The parameters of a lab checkpoint directory (to continue training it).
@@ -286,7 +311,12 @@ impl Params {
                 vars.len()
             )));
         }
-        Ok(Params { arch, vars, dtype })
+        Ok(Params {
+            arch,
+            vars,
+            dtype,
+            device: Device::Cpu,
+        })
     }
 
     /// Total number of parameters.
@@ -308,7 +338,7 @@ impl Params {
             .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
             .collect();
         let origin = PathBuf::from("<lab parameters>");
-        let weights = Weights::from_memory(&origin, tensors, self.dtype, &Device::Cpu)?;
+        let weights = Weights::from_memory(&origin, tensors, self.dtype, &self.device)?;
         let config = self.arch.config_json(0, 0);
         Ok(Model::build(&config, &origin, &weights)?)
     }
@@ -322,7 +352,7 @@ impl Params {
             .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
             .collect();
         let origin = PathBuf::from("<lab parameters>");
-        let weights = Weights::from_memory(&origin, tensors, self.dtype, &Device::Cpu)?;
+        let weights = Weights::from_memory(&origin, tensors, self.dtype, &self.device)?;
         Ok(Model::build(
             &self.arch.config_json(0, 0),
             &origin,
@@ -637,7 +667,23 @@ pub fn loss(model: &Model, batch: &TrainBatch) -> Result<Tensor> {
             "target token {t} is outside the vocabulary of {v}"
         )));
     }
-    let nll = logits.reshape((b * t, v))?.apply_op1(WeightedNll {
+    let logits = logits.reshape((b * t, v))?;
+    if !logits.device().is_cpu() {
+        // On a GPU: log-softmax and a gather as candle's own operations (the same function as
+        // the fused kernel, whose gradient autograd derives), in f32.
+        let dev = logits.device();
+        let lp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, 1)?;
+        let idx = Tensor::from_vec(targets, (b * t, 1), dev)?;
+        let picked = lp.gather(&idx, 1)?.squeeze(1)?;
+        let w = Tensor::from_vec(
+            weights.iter().map(|&w| w as f32).collect::<Vec<_>>(),
+            b * t,
+            dev,
+        )?;
+        let nll = (picked * w)?.neg()?;
+        return Ok((nll.sum_all()? / count)?);
+    }
+    let nll = logits.apply_op1(WeightedNll {
         targets: Arc::new(targets),
         weights: Arc::new(weights),
     })?;

@@ -66,6 +66,9 @@ pub enum ModelError {
         position: usize,
         value: f32,
     },
+    /// The device asked for cannot be used.
+    #[error("{device}: {}", pretrace_core::one_line(why))]
+    Device { device: String, why: String },
     /// A sequence is longer than the model's positions.
     #[error("a sequence of {tokens} tokens is longer than the model's {limit} positions (max_position_embeddings); shorten it")]
     TooLong { tokens: usize, limit: usize },

@@ -22,6 +22,16 @@ pub fn first_non_finite(t: &Tensor) -> Result<Option<(usize, f32)>> {
     ) {
         return Ok(None);
     }
+    if !t.device().is_cpu() {
+        // On a GPU: one reduction there (finite unless an element is not), and a copy to the
+        // host only to locate what is not finite.
+        let quick = (t.to_dtype(DType::F32)? * 0.0)?
+            .sum_all()?
+            .to_scalar::<f32>()?;
+        if quick.is_finite() {
+            return Ok(None);
+        }
+    }
     let v: Vec<f32> = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
     Ok(scan(&v))
 }

@@ -160,7 +160,10 @@ impl Hook for AddVector {
         if v.abs()?.max(0)?.to_scalar::<f32>()? == 0.0 {
             return Ok(x);
         }
-        let v = v.reshape((1, 1, d))?.to_dtype(x.dtype())?;
+        let v = v
+            .reshape((1, 1, d))?
+            .to_dtype(x.dtype())?
+            .to_device(x.device())?;
         let steered = x.broadcast_add(&v)?;
         // Positions that are not selected keep their exact values.
         let mask = ctx

@@ -13,6 +13,13 @@ pub fn tracked(ts: &[&Tensor]) -> bool {
     ts.iter().any(|t| t.track_op())
 }
 
+/// Whether the fused CPU kernels apply: an f32 tensor in host memory. On a GPU the same
+/// functions run as candle's own CUDA operations (matrix products through cuBLAS, softmax,
+/// RMSNorm and rotary kernels), with the same semantics.
+pub fn host_f32(x: &Tensor) -> bool {
+    x.dtype() == DType::F32 && x.device().is_cpu()
+}
+
 /// `y = x Wᵀ + b` with `W: [out, in]`. The weight is kept transposed (`[in, out]`, contiguous):
 /// the matrix kernel runs fastest with both operands row-major.
 #[derive(Debug, Clone)]
@@ -91,7 +98,7 @@ impl Norm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous()?;
         Ok(match self {
-            Norm::Rms { w, eps } if tracked(&[&x, w]) && x.dtype() == DType::F32 => {
+            Norm::Rms { w, eps } if tracked(&[&x, w]) && host_f32(&x) => {
                 let d = x.dim(candle_core::D::Minus1)?;
                 let rows = x.elem_count() / d.max(1);
                 x.reshape((rows, d))?
@@ -248,7 +255,7 @@ impl Mlp {
         match self {
             Mlp::Gated { gate_up, down, act } => {
                 let gu = gate_up.forward(x)?;
-                if *act == Act::Silu && gu.dtype() == DType::F32 && gu.is_contiguous() {
+                if *act == Act::Silu && host_f32(&gu) && gu.is_contiguous() {
                     let h = if gu.track_op() {
                         gu.apply_op1(SwiGlu)?
                     } else {
@@ -941,7 +948,7 @@ impl Attention {
             Some(c) => qkv.clamp(-c, c)?,
             None => qkv,
         };
-        let (q, mut k, mut v) = if qkv.dtype() == DType::F32 && self.qk_norm.is_none() {
+        let (q, mut k, mut v) = if host_f32(&qkv) && self.qk_norm.is_none() {
             // One pass per tensor from the fused projection to `[B, heads, T, Dh]`, rotated.
             let split = |col0: usize, heads: usize, rotate: bool| -> Result<Tensor> {
                 let op = SplitHeads {
@@ -985,7 +992,7 @@ impl Attention {
         let (kvh, s) = (self.n_kv_heads, k.dim(2)?);
         let q = q.contiguous()?.reshape((b, kvh, rep * t, self.head_dim))?;
         let (k, v) = (k.contiguous()?, v.contiguous()?);
-        let out = if q.dtype() == DType::F32 {
+        let out = if host_f32(&q) {
             let core = AttnCore {
                 scale: self.scale as f32,
                 mask: ctx.mask_host.clone(),

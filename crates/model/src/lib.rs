@@ -1,7 +1,7 @@
 //! # pretrace-model — step 1 of the pipeline: checkpoint files → model → activations
 //!
 //! Loads Hugging Face checkpoints (safetensors, sharded safetensors, PyTorch `.bin`, sharded `.bin`)
-//! and GGUF files, and runs them on CPU through one decoder loop that owns every hook site.
+//! and GGUF files, and runs them on the CPU (or, built with the `cuda` feature, on NVIDIA GPUs) through one decoder loop that owns every hook site.
 //! Architectures: `llama` (also `mistral`, `qwen2`), `gpt_neox`, `olmo`, `olmo2`, `gpt2`; each lives in
 //! one file under `arch/`.
 //!
@@ -18,6 +18,7 @@
 //! ```
 
 pub mod arch;
+pub mod device;
 pub mod error;
 pub mod finite;
 pub mod gguf;
@@ -31,6 +32,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use arch::ModelConfig;
+pub use device::DeviceSpec;
 pub use error::{ModelError, Result};
 pub use hooks::{AddVector, Capture, Hook, Pool, PoolRows, Positions, SiteCtx};
 pub use model::{

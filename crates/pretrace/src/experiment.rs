@@ -51,6 +51,9 @@ impl ExperimentFile {
 #[serde(deny_unknown_fields)]
 pub struct ExperimentFile {
     pub title: Option<String>,
+    /// Where every step that runs a model runs it, as `--device` takes it: `cpu` (default),
+    /// `cuda` or `cuda:N`.
+    pub device: Option<String>,
     /// Pre-train and instruction-tune the lab's model; `models.suite = "lab"` and
     /// `models.chat = "lab"` then name its checkpoints.
     pub lab: Option<Lab>,
@@ -256,6 +259,9 @@ pub fn validate(f: &ExperimentFile) -> Result<(), String> {
         return Err(format!(
             "[extract] template = \"{t}\" does not contain {{text}}"
         ));
+    }
+    if let Some(d) = &f.device {
+        pretrace_model::DeviceSpec::parse(d).map_err(|e| format!("device: {e}"))?;
     }
     let hub_suite = f.models.suite.starts_with("hf:");
     if let (Some(r), false) = (&f.models.revisions, hub_suite) {

@@ -67,6 +67,17 @@ pub struct Extraction {
     pub special_tokens: bool,
     pub compute_dtype: String,
     pub store_dtype: String,
+    /// Where the model ran: `cpu` (not written) or `cuda:N`.
+    #[serde(default = "cpu", skip_serializing_if = "is_cpu")]
+    pub device: String,
+}
+
+fn cpu() -> String {
+    "cpu".into()
+}
+
+fn is_cpu(d: &String) -> bool {
+    d == "cpu"
 }
 
 /// Everything recorded beside an entry's activations.

@@ -1,7 +1,7 @@
 //! `extract`: every dataset through every checkpoint, checkpoint-major, into the activation store.
 
 use crate::error::{Result, SweepError};
-use candle_core::DType;
+use candle_core::{DType, Device};
 use pretrace_data::Dataset;
 use pretrace_hub::CheckpointRef;
 use pretrace_model::{
@@ -113,8 +113,12 @@ pub struct ExtractOptions {
     pub store_dtype: StoreDType,
     /// Text template containing `{text}`.
     pub template: Option<String>,
-    /// Memory budget in bytes: a checkpoint whose weights exceed it runs block by block.
+    /// Memory budget in bytes: a checkpoint whose weights exceed it runs block by block. On a GPU
+    /// it is GPU memory (default: 80% of what is free there); on the CPU, host memory (default:
+    /// 80% of the machine's).
     pub max_memory: Option<u64>,
+    /// Where the model runs.
+    pub device: Device,
     /// Run block by block regardless of size.
     pub force_blockwise: bool,
     /// `pretrace <version>`, recorded in manifests.
@@ -137,6 +141,7 @@ impl Default for ExtractOptions {
             store_dtype: StoreDType::F32,
             template: None,
             max_memory: None,
+            device: Device::Cpu,
             force_blockwise: false,
             tool: "pretrace".into(),
             verify_checksums: false,
@@ -444,6 +449,7 @@ pub fn extract_from(
                     special_tokens: true,
                     compute_dtype: dtype_name(opts.dtype).into(),
                     store_dtype: opts.store_dtype.name().into(),
+                    device: pretrace_model::device::name_of(&opts.device),
                 },
                 tensors: BTreeMap::new(),
                 total_tokens: 0,
@@ -510,9 +516,13 @@ pub fn extract_from(
         source.ready(ci)?;
         let files = checkpoint_files(ck)?;
         // Load whole, or block by block when the weights exceed the memory budget.
-        let budget = opts
-            .max_memory
-            .or_else(|| total_memory_bytes().map(|m| m / 10 * 8));
+        let budget = opts.max_memory.or_else(|| {
+            if opts.device.is_cpu() {
+                total_memory_bytes().map(|m| m / 10 * 8)
+            } else {
+                pretrace_model::device::memory_info(&opts.device).map(|(free, _)| free / 10 * 8)
+            }
+        });
         let weight_bytes: u64 = files
             .iter()
             .filter(|f| f.name.ends_with(".safetensors") || f.name.ends_with(".bin"))
@@ -524,8 +534,8 @@ pub fn extract_from(
         let blockwise = opts.force_blockwise || budget.is_some_and(|b| est > b);
         let lopts = LoadOptions {
             dtype: opts.dtype,
+            device: opts.device.clone(),
             tokenizer: ck.tokenizer.as_ref().map(|t| t.path.clone()),
-            ..LoadOptions::default()
         };
         if let Some(t) = &ck.tokenizer {
             progress.note(&format!("{}: tokenizer from {}", ck.name, t.reference));

@@ -108,6 +108,7 @@ pub fn toy_entry(
             special_tokens: true,
             compute_dtype: "f32".into(),
             store_dtype: "f32".into(),
+            device: "cpu".into(),
         },
         tensors: std::collections::BTreeMap::new(),
         total_tokens: 0,
