@@ -6,7 +6,8 @@
 #   cargo build --release -p pretrace-cli --features cuda
 #
 # - CUDA 13.0's compiler from NVIDIA's PyPI wheels (nvidia-cuda-nvcc with nvidia-nvvm,
-#   nvidia-cuda-runtime and nvidia-cuda-crt, all pinned to 13.0: PTX from a newer compiler does
+#   nvidia-cuda-runtime, nvidia-cuda-crt and nvidia-cuda-cccl (libcu++ headers), all pinned to
+#   13.0: PTX from a newer compiler does
 #   not load on a 13.0 driver), installed under .cache/cuda-13.0 (or $PRETRACE_CUDA_ROOT);
 # - link stubs for the libraries the binary loads at run time from the GPU machine's driver and
 #   CUDA libraries (libcuda.so.1, libcublas.so.13, libcublasLt.so.13, libcurand.so.10,
@@ -26,11 +27,11 @@ cap=${CUDA_COMPUTE_CAP:-90}
 py=${PYTHON:-python3}
 log() { echo "cuda-toolchain: $*" >&2; }
 
-if [ ! -x "$root/py/nvidia/cu13/bin/nvcc" ]; then
+if [ ! -x "$root/py/nvidia/cu13/bin/nvcc" ] || [ ! -e "$root/py/nvidia/cu13/include/nv/target" ]; then
   log "installing CUDA 13.0's compiler wheels into $root/py"
-  "$py" -m pip install --quiet --disable-pip-version-check --no-deps --target "$root/py" \
+  "$py" -m pip install --quiet --disable-pip-version-check --no-deps --upgrade --target "$root/py" \
     nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-runtime==13.0.96 \
-    nvidia-cuda-crt==13.0.88 >&2
+    nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85 >&2
 fi
 cu=$root/py/nvidia/cu13
 [ -x "$cu/bin/nvcc" ] || { log "no nvcc in $cu/bin after the install"; exit 1; }
@@ -48,12 +49,13 @@ stubs=$cu/lib/stubs
 mkdir -p "$stubs"
 stub() { # SONAME LINKNAME BINDINGS
   local soname=$1 link=$2 src=$cudarc/src/$3
-  [ -s "$stubs/$link" ] && [ "$stubs/$link" -nt "$src" ] && return 0
+  [ -s "$stubs/$link" ] && [ "$stubs/$link" -nt "$src" ] && [ -e "$stubs/$soname" ] && return 0
   grep -oE 'pub unsafe fn [A-Za-z_][A-Za-z0-9_]*\(' "$src" | sed -E 's/pub unsafe fn ([A-Za-z0-9_]+)\(/\1/' |
     sort -u | awk '{ code = ($1 == "cuInit") ? 100 : 999; print "int " $1 "(void) { return " code "; }" }' \
     > "$stubs/${link%.so}.c"
   gcc -shared -fPIC -O0 -Wl,-soname,"$soname" -o "$stubs/$link" "$stubs/${link%.so}.c"
   rm -f "$stubs/${link%.so}.c"
+  ln -sf "$link" "$stubs/$soname"
 }
 stub libcuda.so.1 libcuda.so driver/sys/mod.rs
 stub libcublas.so.13 libcublas.so cublas/sys/mod.rs
