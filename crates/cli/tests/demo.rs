@@ -301,7 +301,7 @@ fn experiment_files_are_checked_and_print_their_commands() {
     // `device` reaches every step that runs a model.
     std::fs::write(
         &bad,
-        "device = \"cuda:1\"\ndatasets = [\"a.csv\"]\n[models]\nsuite = \"s\"\nchat = \"c\"\n[[capability]]\ntask = \"lambada\"\ndata = \"a.txt\"\n",
+        "device = \"cuda:1\"\ndatasets = [\"a.csv\"]\n[models]\nsuite = \"s\"\nchat = \"c\"\n[steer]\nsources = [\"mid\"]\nalphas = [1.0]\n[[capability]]\ntask = \"lambada\"\ndata = \"a.txt\"\n",
     )
     .unwrap();
     let out = std::process::Command::new(run::bin())
