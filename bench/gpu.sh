@@ -7,17 +7,25 @@
 # network) from the repository root, with a `cuda` binary built elsewhere:
 #
 #   eval "$(scripts/cuda-toolchain.sh)" && cargo build --release -p pretrace-cli --features cuda \
-#     && mkdir -p .cache/gpu && cp target/release/pretrace .cache/gpu/pretrace
-#   # then, there (carrying .cache/gpu):   bench/gpu.sh .cache/gpu/pretrace
+#     --target-dir target/cuda && mkdir -p .cache/gpu && strip -o .cache/gpu/pretrace \
+#     target/cuda/release/pretrace && xz -f -T2 .cache/gpu/pretrace
+#   # then, there (carrying .cache/gpu):   bench/gpu.sh .cache/gpu/pretrace.xz
+# (the stripped cuda binary is about 79 MB, over the 64 MiB a carry may hold; xz makes it about 12)
 #
-# Usage: bench/gpu.sh [BIN] [parity|throughput|all]   (default: .cache/gpu/pretrace all)
+# Usage: bench/gpu.sh [BIN[.xz]] [parity|throughput|all]   (default: .cache/gpu/pretrace.xz all)
 # Results go to $OUT (the device tool's output folder) or /tmp/pretrace-gpu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-.cache/gpu/pretrace}
+bin=${1:-.cache/gpu/pretrace.xz}
 what=${2:-all}
 out=${OUT:-/tmp/pretrace-gpu}
 mkdir -p "$out"
+if [ "${bin%.xz}" != "$bin" ]; then
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+    "$bin" /tmp/pretrace-cuda
+  chmod +x /tmp/pretrace-cuda
+  bin=/tmp/pretrace-cuda
+fi
 [ -x "$bin" ] || { echo "no cuda binary at $bin (build it with --features cuda and carry it)" >&2; exit 1; }
 # The CUDA libraries the binary links (cuBLAS, cuBLASLt, cuRAND, NVRTC, the runtime) from torch's
 # wheels; the driver's libcuda.so.1 comes from the system.
