@@ -30,7 +30,7 @@ impl DeviceSpec {
         };
         match t.as_str() {
             "cpu" => Ok(DeviceSpec::Cpu),
-            "cuda" | "gpu" => Ok(DeviceSpec::Cuda(0)),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
             _ => {
                 let n = t
                     .strip_prefix("cuda:")
@@ -59,7 +59,7 @@ impl DeviceSpec {
                         crate::error::one_line(&e)
                     ),
                 })?;
-                parity_settings(&dev);
+                parity_settings();
                 Ok(dev)
             }
         }
@@ -87,7 +87,7 @@ pub fn name_of(device: &Device) -> String {
 /// Matrix products in full precision on the GPU: f32 without TF32 (parity with transformers'
 /// default `torch.backends.cuda.matmul.allow_tf32 = False`), and bf16/f16 products accumulated in
 /// f32 without reduced-precision reductions.
-fn parity_settings(_device: &Device) {
+fn parity_settings() {
     candle_core::cuda::set_gemm_reduced_precision_f32(false);
     candle_core::cuda::set_gemm_reduced_precision_bf16(false);
     candle_core::cuda::set_gemm_reduced_precision_f16(false);
